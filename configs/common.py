@@ -1,0 +1,78 @@
+"""Defaults shared by every pretraining config; each field is documented where it is defined.
+
+A config file imports `base_config()` and overrides what its experiment changes. Every field
+can be overridden on the command line, e.g. `--config.loss.temperature=0.2`; unknown fields are
+refused.
+"""
+
+import ml_collections
+
+from ssc_jax.augment import config as augment_config
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the paper's main SemiSupCon setup on the built-in synthetic dataset."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # Seeds parameter init, data sampling and augmentation.
+
+  # --- Encoder and projection head (spec §3). ---
+  c.model = ml_collections.ConfigDict()
+  c.model.encoder = "samplecnn"  # "samplecnn" or "tuneplus".
+  c.model.width = 1.0  # Channel multiplier (1.0 = the paper's SampleCNN; 0.25 for the demo).
+  c.model.projection_hidden = 512  # Hidden width of the bias-free projection MLP.
+  c.model.projection_dim = 128  # Output width of the projection MLP (the contrastive space).
+
+  # --- Data (spec §4). ---
+  c.data = ml_collections.ConfigDict()
+  c.data.labeled = "synthetic_music/demo"  # TFDS "name/config" of the labeled source ("" = none).
+  c.data.labeled_split = "train"  # Its split used for pretraining.
+  c.data.unlabeled = "synthetic_music/demo"  # TFDS "name/config" of the unlabeled pool ("" = none).
+  c.data.unlabeled_split = "unlabeled"  # Its split used for pretraining.
+  c.data.data_dir = ""  # TFDS data dir; "" = $SSC_JAX_DATA_DIR or ~/ssc_jax_data.
+  c.data.label_key = "pitch_classes"  # Which label feature defines label positives.
+  c.data.sample_rate = 22050  # Hz; audio is stored at this rate.
+  c.data.view_length = 59535  # T, samples per view (2.7 s at 22050 Hz).
+  c.data.num_views = 2  # N, adjacent views per item.
+  c.data.batch_size = 96  # B, items per GLOBAL batch (B·N views are contrasted together).
+  c.data.labeled_share = 0.5  # b_s: share of each global batch that is labeled (int(B·b_s) items).
+  c.data.labeled_fraction = 1.0  # p_s: share of the labeled train set whose labels are used (applied once).
+  c.data.shuffle_buffer = 256  # Examples held by each host's shuffle buffer.
+
+  # --- On-device augmentation (spec §5); applied inside the jitted step. ---
+  # Fields (chain, severity, per-transform overrides) are documented in ssc_jax/augment/config.py.
+  c.augment = augment_config.default_config()
+
+  # --- Loss (spec §2). ---
+  c.loss = ml_collections.ConfigDict()
+  c.loss.temperature = 0.1  # τ.
+  c.loss.positives = "threshold"  # "threshold" (share ≥ pos_threshold labels) or "weighted" (Dice).
+  c.loss.pos_threshold = 1  # T_pos, used when positives == "threshold".
+  c.loss.parity = False  # True: -log(p + 1e-6) exactly as the original; False: stable log-softmax.
+  c.loss.chunk_size = 0  # >0: column-chunked loss with O(R_local·chunk) memory; 0 = dense.
+
+  # --- Optimiser (spec §6: Adam 1e-4, no schedule, no decay, no clipping). ---
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.learning_rate = 1e-4
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+
+  # --- Loop, logging, checkpoints. ---
+  c.train = ml_collections.ConfigDict()
+  c.train.total_steps = 200_000
+  c.train.log_every_steps = 50  # Progress line + TensorBoard/JSONL metrics.
+  c.train.checkpoint_every_steps = 1000
+  c.train.keep_checkpoints = 3  # Orbax keeps this many most recent steps.
+
+  # --- Multi-process start-up (spec: jax.distributed only when asked). ---
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
+  c.distributed.coordinator_address = ""  # host:port; "" = auto-detect from the cluster.
+  c.distributed.num_processes = 0  # 0 = auto-detect.
+  c.distributed.process_id = -1  # -1 = auto-detect.
+
+  # --- Evaluation run after pretraining (the demo uses it). ---
+  c.evaluate = ml_collections.ConfigDict()
+  c.evaluate.linear_probe = False  # Fit linear probes on frozen embeddings after training.
+  c.evaluate.label_keys = ("key", "instrument", "pitch_classes")  # Label sets to probe.
+  return c

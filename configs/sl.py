@@ -1,0 +1,26 @@
+"""Fully supervised contrastive baseline (p_s = b_s = 1): MTAT top-50 only (spec §6 SL).
+
+Every batch is labeled; positives are the other view of the same clip and every clip sharing
+at least `loss.pos_threshold` tags. As the original SL template, no augmentation.
+
+  python -m ssc_jax.main --config=configs/sl.py --workdir=$HOME/runs/sl
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  del arg
+  c = common.base_config()
+  c.data.labeled = "mtat/top50"
+  c.data.labeled_split = "train"
+  c.data.label_key = "tags"
+  c.data.unlabeled = ""
+  c.data.shuffle_buffer = 1024
+  c.data.labeled_share = 1.0
+  c.data.labeled_fraction = 1.0
+  c.augment.severity = 0
+  c.train.total_steps = 50_000
+  return c

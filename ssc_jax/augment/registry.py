@@ -1,0 +1,140 @@
+"""Transform names and how each is built from resolved settings."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+from ssc_jax.augment import chain
+from ssc_jax.augment import chorus as chorus_lib
+from ssc_jax.augment import codec
+from ssc_jax.augment import delay as delay_lib
+from ssc_jax.augment import dynamics
+from ssc_jax.augment import edit
+from ssc_jax.augment import filters
+from ssc_jax.augment import gain as gain_lib
+from ssc_jax.augment import noise
+from ssc_jax.augment import pitch
+from ssc_jax.augment import reverb as reverb_lib
+from ssc_jax.augment import severity as severity_lib
+from ssc_jax.augment import stft
+from ssc_jax.augment import stretch
+
+S = severity_lib.Settings
+Builder = Callable[[S, int], chain.Transform]
+_NO_PARAMS = lambda key: ()
+
+
+def _gain(st: S, sr: int) -> chain.Transform:
+  g = st.gain
+  return chain.per_view("gain", g.p, lambda k: gain_lib.sample_gain(k, g), gain_lib.gain)
+
+
+def _polarity(st: S, sr: int) -> chain.Transform:
+  return chain.per_view("polarity_inversion", st.polarity_inversion.p, _NO_PARAMS,
+                        lambda x, _: gain_lib.polarity_inversion(x, ()))
+
+
+def _noise(st: S, sr: int) -> chain.Transform:
+  n = st.colored_noise
+  return chain.per_view("colored_noise", n.p, lambda k: noise.sample(k, n, sr),
+                        lambda x, prm: noise.colored_noise(x, prm, sr))
+
+
+def _filtering(st: S, sr: int) -> chain.Transform:
+  f = st.filtering
+  return chain.one_of("filtering", f.p, len(filters.FILTER_KINDS),
+                      lambda k, kind: filters.sample(k, f, kind),
+                      lambda x, prm: filters.apply(x, prm, sr))
+
+
+def _single_filter(kind: str, st: S, sr: int) -> chain.Transform:
+  f = st.filtering
+  index = filters.FILTER_KINDS.index(kind)
+  return chain.per_view(kind, f.p, lambda k: filters.sample(k, f, index),
+                        lambda x, prm: filters.apply(x, prm, sr))
+
+
+def _pitch(st: S, sr: int) -> chain.Transform:
+  ps = st.pitch_shift
+  ratios = pitch.fast_ratios(sr, ps.max_semitones)
+  n_fft = ps.n_fft or stft.default_n_fft(sr)
+  return chain.per_view("pitch_shift", ps.p, lambda k: pitch.sample(k, ratios),
+                        lambda x, prm: pitch.pitch_shift(x, prm, n_fft, ps.overlap))
+
+
+def _delay(st: S, sr: int) -> chain.Transform:
+  d = st.delay
+  return chain.per_view("delay", d.p, lambda k: delay_lib.sample(k, d),
+                        lambda x, prm: delay_lib.delay(x, prm, max(max(d.repeats), 1),
+                                                       d.max_samples))
+
+
+def _timestretch(st: S, sr: int) -> chain.Transform:
+  ts = st.timestretch
+  n_fft = ts.n_fft or stft.default_n_fft(sr)
+  return chain.per_view("timestretch", ts.p, lambda k: stretch.sample(k, ts),
+                        lambda x, prm: stretch.time_stretch(x, prm, n_fft))
+
+
+def _splice(st: S, sr: int) -> chain.Transform:
+  sp = st.splice
+  fade = max(1, int(sp.fade_s * sr))
+
+  def item_fn(key, views):  # Needs the view length to draw its intervals.
+    sample = lambda k: edit.sample_splice(k, sp, sr, views.shape[-1])
+    leaf = chain.per_view("splice", sp.p, sample, lambda x, prm: edit.splice_out(x, prm, fade))
+    return leaf.item_fn(key, views)
+  return chain.Transform("splice", sp.p, item_fn)
+
+
+def _fixed(name: str, p: float, fn: Callable) -> chain.Transform:
+  """A deterministic transform: gate only."""
+  return chain.per_view(name, p, _NO_PARAMS, lambda x, _: fn(x))
+
+
+_BUILDERS: dict[str, Builder] = {
+    "gain": _gain,
+    "polarity_inversion": _polarity,
+    "colored_noise": _noise,
+    "filtering": _filtering,
+    **{kind: functools.partial(_single_filter, kind) for kind in filters.FILTER_KINDS},
+    "pitch_shift": _pitch,
+    "delay": _delay,
+    "timestretch": _timestretch,
+    "splice": _splice,
+    "reverb": lambda st, sr: _fixed("reverb", st.reverb.p,
+                                    lambda x: reverb_lib.reverb(x, st.reverb, sr)),
+    "chorus": lambda st, sr: _fixed("chorus", st.chorus.p,
+                                    lambda x: chorus_lib.chorus(x, st.chorus, sr)),
+    "distortion": lambda st, sr: _fixed("distortion", st.distortion.p,
+                                        lambda x: dynamics.distortion(x, st.distortion)),
+    "compression": lambda st, sr: _fixed("compression", st.compression.p,
+                                         lambda x: dynamics.compressor(x, st.compression, sr)),
+    "reverse": lambda st, sr: _fixed("reverse", st.reverse.p, edit.reverse),
+    "bitcrush": lambda st, sr: _fixed("bitcrush", st.bitcrush.p,
+                                      lambda x: dynamics.bitcrush(x, st.bitcrush)),
+    "mp3": lambda st, sr: _fixed("mp3", st.mp3.p, lambda x: codec.mp3_like(x, st.mp3, sr)),
+}
+
+CHAIN_NAMES = ("gain", "polarity_inversion", "colored_noise", "filtering", "pitch_shift",
+               "delay") + filters.FILTER_KINDS
+CORRUPTION_NAMES = ("timestretch", "splice", "reverb", "chorus", "distortion", "compression",
+                    "reverse", "bitcrush", "mp3")
+TRANSFORM_NAMES = CHAIN_NAMES + CORRUPTION_NAMES
+assert set(TRANSFORM_NAMES) == set(_BUILDERS)
+
+
+def check_names(names) -> None:
+  """Raises ValueError listing the valid names if any of `names` is unknown."""
+  if isinstance(names, str):
+    raise ValueError(f"transform names must be a sequence of strings, got the string {names!r}.")
+  unknown = [n for n in names if n not in _BUILDERS]
+  if unknown:
+    raise ValueError(f"unknown augmentation(s) {unknown}; valid names: {', '.join(TRANSFORM_NAMES)}.")
+
+
+def build(name: str, settings: S, sample_rate: int) -> chain.Transform:
+  """The transform called `name`, configured by `settings`."""
+  check_names([name])
+  return _BUILDERS[name](settings, sample_rate)

@@ -1,0 +1,80 @@
+"""The MIREX weighted key score, implemented from its published definition (mir_eval is not a
+dependency).
+
+Definition (MIREX Audio Key Detection, 2005-; as in `mir_eval.key.weighted_score`): for a
+reference key and an estimated key,
+  1.0  same tonic and mode;
+  0.5  same mode, estimated tonic a perfect fifth (7 semitones) ABOVE the reference tonic;
+  0.3  relative keys: reference major and estimate its relative minor (tonic 9 semitones up),
+       or reference minor and estimate its relative major (tonic 3 semitones up);
+  0.2  parallel keys: same tonic, other mode;
+  0.0  otherwise.
+mir_eval's default counts only the ascending fifth (mir_eval issue #337 discusses the
+asymmetry; mir_eval 0.8 added `allow_descending_fifths`). The SemiSupCon paper used mir_eval's
+default, so `mean_weighted_score` defaults to it; `allow_descending_fifths=True` also gives 0.5
+to a fifth below (a fourth above), as the current MIREX implementation does.
+
+Key names: "<tonic> <mode>", tonic a letter A-G followed by any number of '#' or 'b'
+(e.g. "C# minor", "Db major", "Bb minor"), mode "major" or "minor" (case-insensitive).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+_LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+_MODES = ("major", "minor")
+
+
+def parse_key(name: str) -> tuple[int, str]:
+  """"Db minor" -> (1, "minor"): tonic pitch class (C = 0) and mode.
+
+  Raises:
+    ValueError: naming the key string, if it is not "<tonic> <major|minor>".
+  """
+  parts = str(name).strip().split()
+  if len(parts) != 2 or parts[1].lower() not in _MODES or not parts[0] or \
+      parts[0][0].lower() not in _LETTERS or any(c not in "#b" for c in parts[0][1:]):
+    raise ValueError(f"cannot parse key {name!r}; expected '<tonic> <major|minor>', e.g. "
+                     "'C# minor' or 'Db major'.")
+  tonic = _LETTERS[parts[0][0].lower()] + parts[0][1:].count("#") - parts[0][1:].count("b")
+  return tonic % 12, parts[1].lower()
+
+
+def weighted_score(reference: str, estimate: str, *,
+                   allow_descending_fifths: bool = False) -> float:
+  """The MIREX score of one estimated key against its reference (see the module docstring)."""
+  ref_tonic, ref_mode = parse_key(reference)
+  est_tonic, est_mode = parse_key(estimate)
+  up = (est_tonic - ref_tonic) % 12
+  if ref_mode == est_mode:
+    if up == 0:
+      return 1.0
+    if up == 7 or (allow_descending_fifths and up == 5):
+      return 0.5
+    return 0.0
+  if (ref_mode == "major" and up == 9) or (ref_mode == "minor" and up == 3):
+    return 0.3
+  if up == 0:
+    return 0.2
+  return 0.0
+
+
+def mean_weighted_score(references: Sequence[str], estimates: Sequence[str], *,
+                        allow_descending_fifths: bool = False) -> float:
+  """Mean weighted score over tracks. references, estimates: n key names each."""
+  if len(references) != len(estimates) or not references:
+    raise ValueError(f"need as many estimates as references (>0), got {len(estimates)} and "
+                     f"{len(references)}.")
+  return sum(weighted_score(r, e, allow_descending_fifths=allow_descending_fifths)
+             for r, e in zip(references, estimates)) / len(references)
+
+
+def are_key_names(names: Sequence[str]) -> bool:
+  """Whether every name parses as a key (used to turn the key score on automatically)."""
+  try:
+    for n in names:
+      parse_key(n)
+  except ValueError:
+    return False
+  return bool(names)

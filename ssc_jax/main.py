@@ -1,0 +1,56 @@
+"""Command line: `python -m ssc_jax.main --config=configs/<name>.py --workdir=DIR`.
+
+Override any config field with `--config.<section>.<field>=value`; unknown fields are refused.
+Running the same command again resumes from the newest checkpoint in DIR.
+"""
+
+import logging as pylogging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from ssc_jax import parallel  # noqa: E402
+from ssc_jax import train  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and exports.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _ThirdPartyInfoFilter(pylogging.Filter):
+  """Drops INFO chatter of libraries (Orbax, TFDS) from the absl log; keeps their warnings.
+
+  Also drops TFDS's own deprecation notice about `FeatureConnector.dtype`, which TFDS 4.9
+  raises from its internal partial decoding, not from our code.
+  """
+
+  _NOISY = (os.sep + "orbax" + os.sep, os.sep + "tensorflow_datasets" + os.sep)
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if not any(n in record.pathname for n in self._NOISY):
+      return True
+    return record.levelno >= pylogging.WARNING and "dtype` is deprecated" not in str(record.msg)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_ThirdPartyInfoFilter())
+  # tf.data only feeds host memory; keep TensorFlow away from any accelerator.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  parallel.maybe_initialize_distributed(_CONFIG.value.distributed)
+  logging.info("JAX %s: process %d/%d, local devices %s.", jax.__version__, jax.process_index(),
+               jax.process_count(), jax.local_devices())
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

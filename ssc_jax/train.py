@@ -1,0 +1,232 @@
+"""SemiSupCon pretraining: `train_and_evaluate(config, workdir)`, read top to bottom.
+
+One jitted step over a 1-D device mesh: augment (on device) → encoder + projection on all B·N
+views → semi-supervised NT-Xent over the GLOBAL batch → Adam. Parameters are replicated, the
+batch is sharded on its item axis, so N devices at global batch B compute exactly what one
+device computes at B (BatchNorm statistics and negatives are global).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from absl import logging
+from clu import parameter_overview
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ssc_jax import augment
+from ssc_jax import checkpoint
+from ssc_jax import config_checks
+from ssc_jax import losses
+from ssc_jax import metric_logging
+from ssc_jax import models
+from ssc_jax import parallel
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs; replicated over the mesh.
+
+  Attributes:
+    step: [] int32, number of updates applied.
+    params: {'encoder': ..., 'head': ...}.
+    batch_stats: BatchNorm running statistics {'encoder': ...}.
+    opt_state: optax state of `make_optimizer(config)`.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam as the original (spec §6): constant lr, no decay, no clipping."""
+  o = config.optimizer
+  return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                       tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                       rng: jax.Array) -> TrainState:
+  """Initialises the state directly with replicated shardings (never built on one host first)."""
+  dummy = jnp.zeros((1, config.data.view_length), jnp.float32)
+
+  def init(key: jax.Array) -> TrainState:
+    variables = model.init(key, dummy, train=False)
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables["batch_stats"], opt_state=tx.init(params))
+
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), jax.eval_shape(init, rng))
+  init_fn = jax.jit(init, out_shardings=shardings).lower(rng).compile(
+      models.init_compile_options())
+  return init_fn(rng)
+
+
+def abstract_train_state(state: TrainState) -> TrainState:
+  """Shapes, dtypes and shardings of `state`, the restore target for checkpoints."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                      state)
+
+
+def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                    tx: optax.GradientTransformation,
+                    augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                    mesh: jax.sharding.Mesh) -> Callable[..., tuple[TrainState, dict]]:
+  """Returns the jitted `train_step(state, batch, rng) -> (state, metrics)`.
+
+  `batch` holds global arrays sharded on 'data': audio [B, N, T] float32, labels [B, K]
+  float32 (zeros for unlabeled items), labeled [B] bool. `rng` is the run's augmentation key;
+  the step folds in `state.step`, so a resumed run draws the same augmentations.
+  The state argument is donated.
+  """
+  lc = config.loss
+  loss_kwargs = dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
+                     parity=lc.parity, chunk_size=lc.chunk_size)
+  learning_rate = config.optimizer.learning_rate
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
+    audio = augment_fn(jax.random.fold_in(rng, state.step), batch["audio"])
+    b, n, t = audio.shape
+    views = audio.reshape(b * n, t)  # item-major rows r = b·N + n: no communication.
+    item_ids = jnp.arange(b * n, dtype=jnp.int32) // n
+    labels = jnp.repeat(batch["labels"].astype(jnp.float32), n, axis=0)
+    labeled = jnp.repeat(batch["labeled"], n, axis=0)
+
+    def loss_fn(params):
+      (_, z), updates = model.apply({"params": params, "batch_stats": state.batch_stats},
+                                    views, train=True, mutable=["batch_stats"])
+      return losses.semisup_ntxent(z, item_ids, labels, **loss_kwargs), (z, updates)
+
+    (loss, (z, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    new_state = state.replace(step=state.step + 1,
+                              params=optax.apply_updates(state.params, param_updates),
+                              batch_stats=updates["batch_stats"], opt_state=opt_state)
+    metrics = {"loss": loss, "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+               "grad_norm": optax.tree.norm(grads),
+               **losses.loss_metrics(jax.lax.stop_gradient(z), item_ids, labels, labeled,
+                                     **loss_kwargs)}
+    return new_state, metrics
+
+  replicated = parallel.replicated(mesh)
+  return jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
+
+
+def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
+  """Drops component losses whose row subset is empty by construction (b_s = 0 or 1)."""
+  num_labeled = int(config.data.batch_size * config.data.labeled_share)
+  names = {"loss", "learning_rate", "grad_norm", "sparsity_sl", "sparsity_semisl"}
+  if num_labeled > 0:
+    names.add("sl_loss")
+  if num_labeled < config.data.batch_size:
+    names.add("ssl_loss")
+  return names
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Pretrains (resuming from `workdir` if it holds a checkpoint), exports, then evaluates.
+
+  Returns:
+    The final train state.
+  """
+  # Deferred so that `import ssc_jax.train` does not start TensorFlow.
+  from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
+
+  # ----------------------------------------------------------------------- checks & mesh ---
+  os.makedirs(workdir, exist_ok=True)
+  mesh = parallel.make_mesh()
+  config_checks.check_pretrain_config(config, device_count=jax.device_count(),
+                                      process_count=jax.process_count())
+  logging.info("Mesh %s over %d processes.", dict(mesh.shape), jax.process_count())
+
+  # ------------------------------------------- input (fails fast on unprepared data) ---
+  ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
+  start_step = ckpt.latest_step() or 0
+  host_batches = pretrain_input.make_pretrain_dataset(
+      config.data, seed=config.seed, start_step=start_step,
+      process_index=jax.process_index(), process_count=jax.process_count()).as_numpy_iterator()
+
+  # ----------------------------------------------------------------- model & optimiser ---
+  model = models.build_model(config.model)
+  tx = make_optimizer(config)
+  init_rng, augment_rng = jax.random.split(jax.random.key(config.seed))
+  augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
+
+  # ----------------------------------------------------------- state: fresh or resumed ---
+  state = create_train_state(config, model, tx, mesh, init_rng)
+  if start_step:
+    state = ckpt.restore(start_step, abstract_train_state(state))
+    logging.info("Resumed from step %d in %s.", start_step, ckpt.directory)
+  else:
+    parameter_overview.log_parameter_overview(state.params)
+  batches = parallel.prefetch_to_mesh(host_batches, mesh)
+
+  # ---------------------------------------------------------------------- train loop ---
+  train_step = make_train_step(config, model, tx, augment_fn, mesh)
+  writer = metric_logging.MetricLogger(workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  keep_metrics = _component_metric_names(config)
+  views_per_step = config.data.batch_size * config.data.num_views
+  total = config.train.total_steps
+  last_saved = start_step
+  window_start, window_steps = time.perf_counter(), 0
+  step = start_step
+  pending: tuple[int, dict[str, jax.Array]] | None = None  # read one step late.
+
+  def check_finite(step_: int, metrics_: dict[str, jax.Array]) -> dict[str, float]:
+    values = {k: float(v) for k, v in jax.device_get(metrics_).items() if k in keep_metrics}
+    if not np.isfinite(values["loss"]):
+      ckpt.wait()
+      raise FloatingPointError(
+          f"Non-finite training loss ({values['loss']}) at step {step_}; stopping. The last good "
+          f"checkpoint is step {last_saved} in {ckpt.directory}.")
+    return values
+
+  while step < total:
+    state, metrics = train_step(state, next(batches), augment_rng)
+    step += 1
+    window_steps += 1
+    if pending is not None:
+      check_finite(*pending)
+    pending = (step, metrics)
+    if step % config.train.log_every_steps == 0 or step == total:
+      values = check_finite(step, metrics)
+      elapsed = time.perf_counter() - window_start
+      values["views_per_second"] = window_steps * views_per_step / elapsed
+      writer.write(step, values)
+      logging.info("step %d/%d  loss %.4f  views/s %.1f", step, total, values["loss"],
+                   values["views_per_second"])
+      window_start, window_steps = time.perf_counter(), 0
+    if step % config.train.checkpoint_every_steps == 0 or step == total:
+      check_finite(step, metrics)
+      ckpt.save(step, state)
+      last_saved = step
+  ckpt.close()
+  writer.close()
+
+  # ---------------------------------------------------------------- export & evaluate ---
+  export_path = os.path.join(workdir, "encoder.msgpack")
+  if jax.process_index() == 0:
+    checkpoint.export_variables(export_path, state.variables, config.model)
+    logging.info("Exported encoder + head to %s.", export_path)
+  if config.evaluate.linear_probe:
+    from ssc_jax.evaluation import linear_probe  # pylint: disable=g-import-not-at-top
+    init_variables = models.init_variables(model, init_rng, config.data.view_length)
+    linear_probe.compare_with_random_init(config, workdir, model, state.variables,
+                                          init_variables)
+  return state
