@@ -1,5 +1,8 @@
 """Command line: `python -m ssc_jax.main --config=configs/<name>.py --workdir=DIR`.
 
+Pretraining configs run `train.train_and_evaluate`; probe configs (`job = "probe"`,
+configs/probe.py) run the downstream evaluation `evaluation.probe.run`.
+
 Override any config field with `--config.<section>.<field>=value`; unknown fields are refused.
 Running the same command again resumes from the newest checkpoint in DIR.
 """
@@ -46,10 +49,15 @@ def main(argv: list[str]) -> None:
   # tf.data only feeds host memory; keep TensorFlow away from any accelerator.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
-  parallel.maybe_initialize_distributed(_CONFIG.value.distributed)
+  config = _CONFIG.value
+  parallel.maybe_initialize_distributed(config.distributed)
   logging.info("JAX %s: process %d/%d, local devices %s.", jax.__version__, jax.process_index(),
                jax.process_count(), jax.local_devices())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if config.get("job", "pretrain") == "probe":
+    from ssc_jax.evaluation import probe  # pylint: disable=g-import-not-at-top
+    probe.run(config, _WORKDIR.value)
+  else:
+    train.train_and_evaluate(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":

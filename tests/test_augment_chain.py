@@ -1,5 +1,7 @@
 """Gates, keys, OneOf, severity 0, config handling, sharding and robustness levels."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,9 +49,10 @@ def test_compose_gate_is_per_item():
 
 
 def test_one_of_picks_one_member_per_item_uniformly():
-  marker = chain.one_of("marker", 0.3, 4, lambda k, choice: choice,
-                        lambda x, choice: jnp.full_like(x, choice + 1.0))
-  fn = jax.jit(chain.batched(chain.compose([marker], 1.0)))
+  marker = chain.Transform("marker", 0.3, lambda k, choice: choice,
+                           lambda x, choice: jnp.full_like(x, choice + 1.0),
+                           sample_item=lambda k: jax.random.randint(k, (), 0, 4))
+  fn = jax.jit(chain.batched([marker], 1.0))
   out = np.asarray(fn(jax.random.key(2), jnp.zeros((4000, 4, 2))))[..., 0]  # 0 = gated off.
   gated = out > 0
   assert _within_binomial(gated.mean(), 0.3, gated.size)
@@ -111,7 +114,7 @@ def test_every_transform_keeps_shape_dtype_and_finiteness():
 
   @jax.jit
   def run_all(key, views):
-    return jnp.stack([t.item_fn(k, views) for t, k in
+    return jnp.stack([chain.batched([t], 1.0, "vmap")(k, views[None])[0] for t, k in
                       zip(transforms, jax.random.split(key, len(transforms)))])
 
   rng = np.random.default_rng(0)
@@ -133,6 +136,20 @@ def test_chain_on_a_sharded_batch_matches_the_unsharded_one():
   assert err < 1e-2
   assert sharded.sharding.is_equivalent_to(sharding, 3)
   assert not np.allclose(plain, x)
+
+
+def test_strategies_draw_the_same_augmentations():
+  # "groups" (vmapped groups in a loop) is what the 8-device tests above run; here the
+  # accelerator path ("vmap") and the single-CPU path with real branches must agree.
+  settings = severity.resolve(_config([], level=2), SR)
+  transforms = [registry.build(n, settings, SR) for n in ("gain", "filtering", "delay")]
+  transforms.append(dataclasses.replace(registry.build("polarity_inversion", settings, SR),
+                                        skippable=True))  # Exercise the branch.
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 2, 4096)).astype(np.float32))
+  outs = {how: np.asarray(jax.jit(chain.batched(transforms, 0.8, how))(jax.random.key(8), x))
+          for how in ("vmap", "branch")}
+  np.testing.assert_allclose(outs["branch"], outs["vmap"], atol=1e-5)
+  assert not np.allclose(outs["vmap"], x)
 
 
 def test_robustness_ladder():

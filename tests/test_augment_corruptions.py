@@ -1,9 +1,7 @@
 """Reverb, chorus and the MP3-like codec against independent references and closed forms."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from ssc_jax.augment import chorus as chorus_lib
 from ssc_jax.augment import codec

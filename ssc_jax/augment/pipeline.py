@@ -45,7 +45,7 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   transforms = [t for t in transforms if t.p > 0.0]
   if not transforms:
     return identity
-  return chain.batched(chain.compose(transforms, settings.compose_p))
+  return chain.batched(transforms, settings.compose_p)
 
 
 def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,

@@ -28,7 +28,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ssc_jax.augment import stft as stft_lib
 from ssc_jax.augment import vocoder
@@ -100,12 +99,14 @@ def shift_spectrum(spectrum: jax.Array, ratio: jax.Array,
   bins = jnp.arange(n_bins, dtype=jnp.int32)
   source_position = bins.astype(jnp.float32) / ratio  # [K] where output bin k reads from.
   nearest_input = jnp.clip(jnp.round(source_position).astype(jnp.int32), 0, n_bins - 1)
-  peak = jnp.take(vocoder.nearest_peak(re * re + im * im), nearest_input, axis=1)  # [F, K]
+  peak = jnp.take(vocoder.nearest_peak(re * re + im * im), nearest_input, axis=1,
+                  mode="clip")  # [F, K]: the peak serving each output bin (input index).
   target = jnp.round(ratio * peak.astype(jnp.float32)).astype(jnp.int32)
   source = bins - (target - peak)
   valid = (source >= 0) & (source < n_bins) & (source_position <= n_bins - 1)
   source = jnp.clip(source, 0, n_bins - 1)
-  take = functools.partial(jnp.take_along_axis, axis=1)
+  # Every index below is clipped to [0, K), so the gathers skip their bounds handling.
+  take = functools.partial(jnp.take_along_axis, axis=1, mode="promise_in_bounds")
   deviation = vocoder.phase_deviation(spectrum[1:], spectrum[:-1], geom)  # [F - 1, K]
   rotation = vocoder.scaled_advance(take(deviation, peak[1:]), peak[1:], ratio - 1.0, geom)
   theta = vocoder.cumulative_phase(

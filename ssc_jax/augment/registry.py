@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from typing import Callable
 
+import jax
+
 from ssc_jax.augment import chain
 from ssc_jax.augment import chorus as chorus_lib
 from ssc_jax.augment import codec
@@ -22,75 +24,78 @@ from ssc_jax.augment import stretch
 
 S = severity_lib.Settings
 Builder = Callable[[S, int], chain.Transform]
-_NO_PARAMS = lambda key: ()
+
+
+def _leaf(name: str, p: float, sample: Callable, apply: Callable,
+          skippable: bool = False) -> chain.Transform:
+  """A transform with per-view parameters sample(key) and apply(view, params)."""
+  return chain.Transform(name, p, lambda key, _: sample(key), apply, skippable=skippable)
+
+
+def _fixed(name: str, p: float, fn: Callable) -> chain.Transform:
+  """A deterministic transform: only the gate is random."""
+  return chain.Transform(name, p, lambda key, _: (), lambda x, _: fn(x))
 
 
 def _gain(st: S, sr: int) -> chain.Transform:
   g = st.gain
-  return chain.per_view("gain", g.p, lambda k: gain_lib.sample_gain(k, g), gain_lib.gain)
+  return _leaf("gain", g.p, lambda k: gain_lib.sample_gain(k, g), gain_lib.gain)
 
 
 def _polarity(st: S, sr: int) -> chain.Transform:
-  return chain.per_view("polarity_inversion", st.polarity_inversion.p, _NO_PARAMS,
-                        lambda x, _: gain_lib.polarity_inversion(x, ()))
+  return _fixed("polarity_inversion", st.polarity_inversion.p,
+                lambda x: gain_lib.polarity_inversion(x, ()))
 
 
 def _noise(st: S, sr: int) -> chain.Transform:
   n = st.colored_noise
-  return chain.per_view("colored_noise", n.p, lambda k: noise.sample(k, n, sr),
-                        lambda x, prm: noise.colored_noise(x, prm, sr))
+  return _leaf("colored_noise", n.p, lambda k: noise.sample(k, n, sr),
+               lambda x, prm: noise.colored_noise(x, prm, sr))
 
 
 def _filtering(st: S, sr: int) -> chain.Transform:
+  """OneOf(band-pass, band-stop, high-pass, low-pass): the member is drawn per item."""
   f = st.filtering
-  return chain.one_of("filtering", f.p, len(filters.FILTER_KINDS),
-                      lambda k, kind: filters.sample(k, f, kind),
-                      lambda x, prm: filters.apply(x, prm, sr))
+  n_kinds = len(filters.FILTER_KINDS)
+  return chain.Transform("filtering", f.p, lambda k, kind: filters.sample(k, f, kind),
+                         lambda x, prm: filters.apply(x, prm, sr),
+                         sample_item=lambda k: jax.random.randint(k, (), 0, n_kinds))
 
 
 def _single_filter(kind: str, st: S, sr: int) -> chain.Transform:
   f = st.filtering
   index = filters.FILTER_KINDS.index(kind)
-  return chain.per_view(kind, f.p, lambda k: filters.sample(k, f, index),
-                        lambda x, prm: filters.apply(x, prm, sr))
+  return _leaf(kind, f.p, lambda k: filters.sample(k, f, index),
+               lambda x, prm: filters.apply(x, prm, sr))
 
 
 def _pitch(st: S, sr: int) -> chain.Transform:
   ps = st.pitch_shift
   ratios = pitch.fast_ratios(sr, ps.max_semitones)
   n_fft = ps.n_fft or stft.default_n_fft(sr)
-  return chain.per_view("pitch_shift", ps.p, lambda k: pitch.sample(k, ratios),
-                        lambda x, prm: pitch.pitch_shift(x, prm, n_fft, ps.overlap))
+  return _leaf("pitch_shift", ps.p, lambda k: pitch.sample(k, ratios),
+               lambda x, prm: pitch.pitch_shift(x, prm, n_fft, ps.overlap), skippable=True)
 
 
 def _delay(st: S, sr: int) -> chain.Transform:
   d = st.delay
-  return chain.per_view("delay", d.p, lambda k: delay_lib.sample(k, d),
-                        lambda x, prm: delay_lib.delay(x, prm, max(max(d.repeats), 1),
-                                                       d.max_samples))
+  return _leaf("delay", d.p, lambda k: delay_lib.sample(k, d),
+               lambda x, prm: delay_lib.delay(x, prm, max(max(d.repeats), 1), d.max_samples))
 
 
 def _timestretch(st: S, sr: int) -> chain.Transform:
   ts = st.timestretch
   n_fft = ts.n_fft or stft.default_n_fft(sr)
-  return chain.per_view("timestretch", ts.p, lambda k: stretch.sample(k, ts),
-                        lambda x, prm: stretch.time_stretch(x, prm, n_fft))
+  return _leaf("timestretch", ts.p, lambda k: stretch.sample(k, ts),
+               lambda x, prm: stretch.time_stretch(x, prm, n_fft), skippable=True)
 
 
 def _splice(st: S, sr: int) -> chain.Transform:
+  """The intervals depend on the view length, so they are drawn in `apply` from a key."""
   sp = st.splice
   fade = max(1, int(sp.fade_s * sr))
-
-  def item_fn(key, views):  # Needs the view length to draw its intervals.
-    sample = lambda k: edit.sample_splice(k, sp, sr, views.shape[-1])
-    leaf = chain.per_view("splice", sp.p, sample, lambda x, prm: edit.splice_out(x, prm, fade))
-    return leaf.item_fn(key, views)
-  return chain.Transform("splice", sp.p, item_fn)
-
-
-def _fixed(name: str, p: float, fn: Callable) -> chain.Transform:
-  """A deterministic transform: gate only."""
-  return chain.per_view(name, p, _NO_PARAMS, lambda x, _: fn(x))
+  apply = lambda x, key: edit.splice_out(x, edit.sample_splice(key, sp, sr, x.shape[-1]), fade)
+  return _leaf("splice", sp.p, lambda k: k, apply)
 
 
 _BUILDERS: dict[str, Builder] = {
@@ -131,7 +136,8 @@ def check_names(names) -> None:
     raise ValueError(f"transform names must be a sequence of strings, got the string {names!r}.")
   unknown = [n for n in names if n not in _BUILDERS]
   if unknown:
-    raise ValueError(f"unknown augmentation(s) {unknown}; valid names: {', '.join(TRANSFORM_NAMES)}.")
+    raise ValueError(f"unknown augmentation(s) {unknown}; "
+                     f"valid names: {', '.join(TRANSFORM_NAMES)}.")
 
 
 def build(name: str, settings: S, sample_rate: int) -> chain.Transform:

@@ -77,7 +77,7 @@ def time_stretch(x: jax.Array, params: TimeStretchParams, n_fft: int) -> jax.Arr
   phase = vocoder.cumulative_phase(
       jnp.concatenate([start, advance[:-1]], axis=0))
   peak = vocoder.nearest_peak(magnitude * magnitude)
-  take = lambda v, i: jnp.take_along_axis(v, i, axis=1)
+  take = lambda v, i: jnp.take_along_axis(v, i, axis=1, mode="promise_in_bounds")
   locked = _unit(a * jnp.conj(take(a, peak)))  # Each bin's phase offset to its peak.
   out = magnitude * locked * vocoder.rotate(jnp.ones_like(magnitude),
                                             jnp.zeros_like(magnitude), take(phase, peak))

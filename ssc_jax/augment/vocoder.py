@@ -21,7 +21,7 @@ import numpy as np
 from ssc_jax.augment import dsp
 from ssc_jax.augment import stft as stft_lib
 
-PEAK_RADIUS = 3  # Bins around a peak that follow it (a Hann main lobe spans +-2 bins).
+PEAK_RADIUS = 2  # Bins around a peak that follow it: a Hann main lobe spans +-2 bins.
 
 
 def expected_advance(geom: stft_lib.StftGeometry) -> np.ndarray:

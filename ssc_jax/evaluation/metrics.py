@@ -146,7 +146,14 @@ def task_metrics(kind: str, scores: np.ndarray, targets: np.ndarray,
                    f"{(MULTILABEL, MULTICLASS, REGRESSION)}")
 
 
-def scalar_metrics(result: dict[str, Any]) -> dict[str, float]:
-  """The scalar (int/float) entries of a metrics dict, for tables and TensorBoard."""
-  return {k: float(v) for k, v in result.items()
-          if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+def scalar_metrics(result: dict[str, Any]) -> dict[str, float | int]:
+  """The scalar entries of a metrics dict (ints stay ints), for tables and TensorBoard."""
+  out = {}
+  for k, v in result.items():
+    if isinstance(v, (bool, np.bool_)):
+      continue
+    if isinstance(v, (int, np.integer)):
+      out[k] = int(v)
+    elif isinstance(v, (float, np.floating)):
+      out[k] = float(v)
+  return out

@@ -84,12 +84,10 @@ def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[in
   mesh = parallel.make_mesh(jax.devices()[:1])
   model = models.build_model(config.model)
   tx = train.make_optimizer(config)
-  abstract = jax.eval_shape(
-      lambda: train.create_train_state(config, model, tx, mesh, jax.random.key(0)))
-  sharding = parallel.replicated(mesh)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                          abstract)
-  state = ckpt.restore(step, abstract)
+  # A real (throw-away) state as the restore target: its structure always matches what
+  # train.py saves, whatever TrainState holds.
+  fresh = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
+  state = ckpt.restore(step, train.abstract_train_state(fresh))
   ckpt.close()
   return step, jax.device_get(state.variables)
 

@@ -64,10 +64,11 @@ def _write(path: str, text: str) -> None:
 
 
 def write_json(path: str, obj: Any) -> None:
-  _write(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+  _write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _json_default(x: Any) -> Any:
+def json_default(x: Any) -> Any:
+  """json.dumps `default=` for NumPy arrays and scalars."""
   if hasattr(x, "tolist"):
     return x.tolist()
   if hasattr(x, "item"):

@@ -115,6 +115,9 @@ def iter_track_batches(rows: Iterator[dict[str, np.ndarray]], track_range: tuple
         pending.append((current_index, np.stack(current)))
         current, current_index = [], -1
     while len(pending) >= tracks_per_batch:
+      if emitted == num_batches:
+        raise RuntimeError(f"more tracks in [{start}, {stop}) than {num_batches} batches of "
+                           f"{tracks_per_batch} hold; the batch plan is wrong.")
       yield make_batch(pending[:tracks_per_batch])
       del pending[:tracks_per_batch]
       emitted += 1

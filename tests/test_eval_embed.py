@@ -1,0 +1,140 @@
+"""Embedding API and CLI: chunk-mean embeddings of waveforms and files, bad files skipped."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from configs import common
+from ssc_jax import checkpoint
+from ssc_jax import embed as embed_cli
+from ssc_jax import encoder_api
+from ssc_jax import models
+from ssc_jax.evaluation import audio_files
+from ssc_jax.evaluation import embed
+
+T = 59535
+
+
+def test_track_stream_means_chunks_in_order_across_batches():
+  # A fake "encoder": chunk -> [first sample, chunk length], so means are checkable by hand.
+  fake = lambda chunks: np.stack([chunks[:, 0], np.full(len(chunks), chunks.shape[1])], 1)
+  tracks = [("a", np.repeat(np.arange(5.0), 10)),  # 5 chunks of 10; keep 3: 0, 1, 2
+            ("b", np.full(7, 9.0)),  # shorter than a chunk: one zero-padded chunk
+            ("c", np.repeat([4.0, 6.0], 10))]
+  out = list(embed.iter_track_embeddings(fake, tracks, 10, max_chunks=3, batch_size=2))
+  assert [k for k, _, _ in out] == ["a", "b", "c"]
+  assert [n for _, _, n in out] == [3, 1, 2]
+  np.testing.assert_allclose([h for _, h, _ in out], [[1.0, 10], [9.0, 10], [5.0, 10]])
+
+
+def calibrated_variables(model, seed: int = 0):
+  """Random-init variables whose BatchNorm running statistics are adapted to audio.
+
+  At init the running statistics are (0, 1), and in inference mode the network then maps
+  every input to almost the same vector, so comparisons between embeddings could not fail.
+  Thirty train-mode passes over tones-plus-noise move the statistics to realistic values.
+  """
+  variables = models.init_variables(model, jax.random.key(seed), T)
+  rng = np.random.default_rng(seed)
+  t = np.arange(T) / 22050.0
+  freqs = rng.uniform(80, 2000, (8, 3, 1))
+  audio = (0.3 * np.sin(2 * np.pi * freqs * t).sum(1)
+           + rng.uniform(0.01, 0.2, (8, 1)) * rng.standard_normal((8, T))).astype(np.float32)
+  update = jax.jit(lambda v: model.apply(v, audio, train=True,
+                                         mutable=["batch_stats"])[1]["batch_stats"])
+  for _ in range(30):
+    variables = {"params": variables["params"], "batch_stats": update(variables)}
+  return jax.device_get(variables)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+  config = common.base_config()
+  config.model.width = 0.125
+  model = models.build_model(config.model)
+  variables = calibrated_variables(model)
+  path = str(tmp_path_factory.mktemp("enc") / "encoder.msgpack")
+  checkpoint.export_variables(path, variables, config.model)
+  return path, model, jax.device_get(variables)
+
+
+def _reference(model, variables, mono22k):
+  """Independent path: plain model.apply per chunk (inference mode), then the mean."""
+  n = len(mono22k) // T
+  chunks = mono22k[:n * T].reshape(n, T)
+  return np.asarray(model.apply(variables, chunks, train=False, method=model.embed)).mean(0)
+
+
+def test_api_embeds_stereo_at_any_rate_like_the_reference(exported):
+  path, model, variables = exported
+  rng = np.random.default_rng(0)
+  stereo = (0.1 * rng.standard_normal((2 * 44100 * 3 + 100, 2))).astype(np.float32)  # ~6 s
+  enc = encoder_api.load_encoder(path, batch_size=4)
+  assert (enc.sample_rate, enc.view_length, enc.embedding_dim) == (22050, T, 64)
+  mono = soxr.resample(stereo.mean(1), 44100, 22050, quality="HQ").astype(np.float32)
+  expected = _reference(model, variables, mono)
+  h = enc.embed(stereo, 44100)
+  assert h.shape == (64,)
+  # Without resampling (or mixing the channels differently) the embedding would differ.
+  wrong = _reference(model, variables, stereo[:, 0])
+  assert np.abs(wrong - expected).max() > 100 * np.abs(h - expected).max()
+  np.testing.assert_allclose(h, expected, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(enc.embed(stereo.T, 44100), h, rtol=1e-6, atol=1e-7)  # [C, L]
+  assert enc.embed_chunks(stereo, 44100).shape == (len(mono) // T, 64)
+  many = enc.embed_many([stereo, stereo[:44100 * 3]], 44100)
+  np.testing.assert_allclose(many[0], h, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="NaN"):
+    enc.embed(np.full(100, np.nan), 22050)
+  with pytest.raises(ValueError, match="shape"):
+    enc.embed(np.zeros((2, 2, 2)), 22050)
+
+
+def test_cli_embeds_files_and_folders_and_skips_unreadable(exported, tmp_path, capsys):
+  path, model, variables = exported
+  rng = np.random.default_rng(1)
+  music = tmp_path / "music"
+  (music / "sub").mkdir(parents=True)
+  mono = (0.1 * rng.standard_normal(2 * T + 10)).astype(np.float32)
+  sf.write(music / "a.wav", mono, 22050, subtype="FLOAT")
+  stereo = (0.1 * rng.standard_normal((44100 * 3, 2))).astype(np.float32)
+  sf.write(music / "sub" / "b.flac", stereo, 44100)
+  (music / "broken.wav").write_bytes(b"RIFF....not really a wav file")
+  (music / "empty.mp3").write_bytes(b"")
+  (music / "notes.txt").write_text("not audio, not listed")
+  out = tmp_path / "out" / "emb.npz"
+  assert embed_cli.main([f"--params={path}", f"--out={out}", "--batch_size=8", str(music),
+                         str(tmp_path / "missing.wav")]) == 0
+  data = np.load(out)
+  names = [os.path.relpath(p, music) for p in data["paths"]]
+  assert names == ["a.wav", "sub/b.flac"]
+  assert data["embeddings"].shape == (2, 64) and list(data["num_chunks"]) == [2, 1]
+  assert np.abs(data["embeddings"][0] - data["embeddings"][1]).max() > 1e-2
+  np.testing.assert_allclose(data["embeddings"][0], _reference(model, variables, mono),
+                             rtol=1e-4, atol=1e-5)
+  skipped = sorted(os.path.basename(p) for p in data["skipped_paths"])
+  assert skipped == ["broken.wav", "empty.mp3", "missing.wav"]
+  assert "skipped" in capsys.readouterr().err
+
+  csv_out = tmp_path / "emb.csv"
+  assert embed_cli.main([f"--params={path}", f"--out={csv_out}", "--batch_size=8",
+                         str(music / "a.wav"), str(music / "broken.wav")]) == 0
+  lines = csv_out.read_text().splitlines()
+  assert lines[0].startswith("path,num_chunks,duration_s,e0,e1") and len(lines) == 2
+  assert "broken.wav" in (tmp_path / "emb.csv.skipped.tsv").read_text()
+  with pytest.raises(SystemExit):  # --out of an unknown format
+    embed_cli.main([f"--params={path}", "--out=emb.txt", str(music)])
+
+
+def test_audio_listing_and_layouts(tmp_path):
+  (tmp_path / "x").mkdir()
+  for name in ("b.WAV", "a.mp3", "c.txt"):
+    (tmp_path / "x" / name).write_bytes(b"")
+  files = audio_files.list_audio_files([str(tmp_path / "x"), "nowhere.ogg"])
+  assert [os.path.basename(f) for f in files] == ["a.mp3", "b.WAV", "nowhere.ogg"]
+  with pytest.raises(audio_files.DecodeError, match="missing"):
+    audio_files.load_audio("nowhere.ogg", 22050)
+  np.testing.assert_allclose(audio_files.to_mono(np.array([[1.0, 3.0]] * 5)), np.full(5, 2.0))

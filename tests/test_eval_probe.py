@@ -1,0 +1,186 @@
+"""End to end on the built-in synthetic dataset: export → probe → report, exactly-once test
+evaluation on 1 and 8 devices, a frozen encoder, head reuse with the robustness sweep, and
+loading a pretraining workdir's checkpoint."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from configs import common
+from configs import probe as probe_config
+from data_pipelines import tracks
+from ssc_jax import checkpoint
+from ssc_jax import models
+from ssc_jax import parallel
+from ssc_jax import report as report_cli
+from ssc_jax import train
+from ssc_jax.evaluation import embed
+from ssc_jax.evaluation import features
+from ssc_jax.evaluation import pretrained
+from ssc_jax.evaluation import probe
+from tests import test_eval_embed as embed_tests
+
+T = 59535
+DATASET = "synthetic_music/tiny"
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+  root = tmp_path_factory.mktemp("probe_e2e")
+  config = common.base_config()
+  config.model.width = 0.125
+  model = models.build_model(config.model)
+  variables = embed_tests.calibrated_variables(model)
+  path = str(root / "pretrain" / "encoder.msgpack")
+  checkpoint.export_variables(path, variables, config.model)
+  return {"root": root, "data_dir": str(root / "data"), "export": path, "model": model,
+          "variables": variables}
+
+
+def _reference(setup, split):
+  """Independent path: whole tracks from TFDS, plain model.apply per chunk, mean per track."""
+  data = tracks.load_tracks(DATASET, split, setup["data_dir"], ["instrument"])
+  model, variables = setup["model"], setup["variables"]
+  apply = {
+      False: jax.jit(lambda x: model.apply(variables, x, train=False, method=model.embed)),
+      True: jax.jit(lambda x: model.apply(variables, x, train=True, method=model.embed,
+                                          mutable=["batch_stats"])[0])}
+  out = {}
+  for train_mode, fn in apply.items():
+    means = []
+    for audio in data["audio"]:
+      n = len(audio) // T
+      means.append(np.asarray(fn(audio[:n * T].reshape(n, T))).mean(0))
+    out[train_mode] = np.stack(means)
+  return out, data["instrument"]
+
+
+def test_test_split_is_embedded_exactly_once_on_1_and_8_devices(setup):
+  reference, labels = _reference(setup, "test")
+  model = setup["model"]
+  results = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    mesh = parallel.make_mesh(devices)
+    variables = embed.replicate(setup["variables"], mesh)
+    results.append(features.embed_split(
+        model, variables, mesh, dataset=DATASET, split="test", data_dir=setup["data_dir"],
+        label_key="instrument", batch_size=8, view_length=T, max_chunks=64))
+  for feats in results:
+    assert feats.num_tracks == len(labels) == 4  # T tracks -> T predictions, each once.
+    np.testing.assert_array_equal(feats.chunks_per_track, [2, 2, 2, 2])  # 6 s clips.
+    np.testing.assert_array_equal(np.argmax(feats.labels, 1), labels)
+    np.testing.assert_allclose(feats.track_h, reference[False], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(results[0].track_h, results[1].track_h, rtol=1e-5, atol=1e-6)
+  # The tracks' representations differ (a track mix-up would show), and BatchNorm in train
+  # mode would give other representations: the comparisons can tell.
+  gaps = np.abs(reference[False][:, None] - reference[False][None]).max(-1)
+  assert gaps[~np.eye(4, dtype=bool)].min() > 1e-2
+  assert np.abs(reference[True] - reference[False]).max() > 1e-2
+
+
+def test_probe_end_to_end_then_reuse_head_with_robustness(setup, monkeypatch):
+  loaded = pretrained.load_pretrained(setup["export"])
+  before = jax.tree.map(np.array, loaded.variables)
+  monkeypatch.setattr(pretrained, "load_pretrained", lambda path: loaded)
+
+  config = probe_config.get_config("smoke,prototypes")
+  config.pretrained = setup["export"]
+  config.data.data_dir = setup["data_dir"]
+  workdir = str(setup["root"] / "probe")
+  results = probe.run(config, workdir)
+
+  # Frozen encoder: parameters and BatchNorm statistics untouched (and not donated).
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, loaded.variables),
+               before)
+  # The probe saw inference-mode representations of every test track, each once.
+  pred = np.load(os.path.join(workdir, "predictions.npz"))
+  assert sorted(pred["track_index"].tolist()) == [0, 1, 2, 3]
+  reference, labels = _reference(setup, "test")
+  np.testing.assert_allclose(pred["embeddings"], reference[False], rtol=1e-4, atol=1e-5)
+  assert pred["scores"].shape == (4, 5)
+  acc = np.mean(np.argmax(pred["scores"], 1) == labels)
+  assert results["test"]["accuracy"] == pytest.approx(acc)
+
+  for name in ("results.json", "results.md", "results.csv", "prototypes.csv", "head.msgpack",
+               "loss_curves.png", "embedding_map.png", "confusion_matrix.png"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  saved = json.load(open(os.path.join(workdir, "results.json")))
+  assert saved["name"] == "pretrain" and saved["num_tracks"] == {"train": 8, "validation": 4,
+                                                                 "test": 4}
+  t = saved["training"]
+  assert 1 <= t["best_epoch"] <= t["epochs_run"] <= 3 and t["features"] == "cached"
+  # Cached crops: the encoder ran once per cached training chunk (8 clips x 2 chunks).
+  assert t["encoder_forwards"] == {"this_run": 16, "re_encoding_every_epoch":
+                                   8 * t["epochs_run"]}
+  assert [r["num_clips"] for r in saved["prototypes"]] == [4, 8]
+
+  # Second run in the same workdir: the head is reused, and the sweep runs. Severity 0 is the
+  # clean test set, so it must reproduce the clean metrics.
+  config.robustness.enabled = True
+  config.prototypes.enabled = False
+  again = probe.run(config, workdir)
+  assert again["test"]["accuracy"] == results["test"]["accuracy"]
+  assert again["training"]["best_epoch"] == t["best_epoch"]
+  levels = {r["name"]: r for r in again["robustness"]}
+  assert list(levels) == ["severity_0", "only_reverse"]
+  assert levels["severity_0"]["accuracy"] == results["test"]["accuracy"]
+  assert levels["severity_0"]["roc_auc"] == pytest.approx(results["test"]["roc_auc"])
+  assert os.path.isfile(os.path.join(workdir, "robustness_curve.png"))
+
+  # A second encoder name, then the comparison table over both runs.
+  config2 = probe_config.get_config("smoke,mlp,bias")
+  config2.pretrained = setup["export"]
+  config2.name = "other"
+  config2.data.data_dir = setup["data_dir"]
+  workdir2 = str(setup["root"] / "probe2")
+  other = probe.run(config2, workdir2)
+  assert other["head"]["description"] == "MLP 512 (bias)"
+  text, tables = report_cli.render([workdir, workdir2])
+  header, rows = tables["main"]
+  assert header == ["encoder", "synthetic_instrument/accuracy"]
+  assert [r[0] for r in rows] == ["pretrain", "other"]
+  assert "robustness/synthetic_instrument/accuracy" in tables
+  assert "| other |" in text
+
+
+def test_fresh_crops_then_a_reused_head_for_another_task_is_refused(setup, tmp_path):
+  config = probe_config.get_config("smoke,fresh_crops")
+  config.pretrained = setup["export"]
+  config.data.data_dir = setup["data_dir"]
+  config.probe.max_epochs = 2
+  results = probe.run(config, str(tmp_path))
+  t = results["training"]
+  assert t["features"] == "fresh_crops" and t["epochs_run"] == 2
+  assert t["encoder_forwards"] == {"this_run": 16, "re_encoding_every_epoch": 16}
+  other = probe_config.get_config("synthetic_pitch_classes,smoke")
+  other.pretrained = setup["export"]
+  other.data.data_dir = setup["data_dir"]
+  with pytest.raises(ValueError, match="head.msgpack was trained for multiclass"):
+    probe.run(other, str(tmp_path))
+
+
+def test_load_pretrained_from_a_checkpoint_workdir(tmp_path):
+  config = common.base_config()
+  config.model.width = 0.125
+  workdir = str(tmp_path)
+  with pytest.raises(ValueError, match="config.json"):
+    pretrained.load_pretrained(workdir)
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  model = models.build_model(config.model)
+  state = train.create_train_state(config, model, train.make_optimizer(config), mesh,
+                                   jax.random.key(3))
+  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt.save(7, state)
+  ckpt.close()
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort())
+  loaded = pretrained.load_pretrained(workdir)
+  assert loaded.source.endswith("(checkpoint step 7)") and loaded.view_length == T
+  jax.tree.map(np.testing.assert_array_equal, loaded.variables,
+               jax.device_get(state.variables))
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    pretrained.load_pretrained(str(tmp_path / "nope"))
