@@ -1,6 +1,6 @@
 """Demo: SemiSupCon on the built-in synthetic music dataset, then linear probes.
 
-Pretrains a quarter-width SampleCNN for a few hundred steps on 2.7 s views of synthesised notes
+Pretrains a quarter-width SampleCNN for 200 steps on 2.7 s views of synthesised notes
 and chords (half of each batch labeled with the instrument family, half unlabeled), then fits
 linear probes on frozen embeddings for every label set (key, instrument, pitch classes), for the
 pretrained encoder and for the same encoder at its random initialisation, and prints a table
@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # No pitch shift: key and pitch classes are properties the probes measure, and views that
   # differ in pitch would teach the encoder to ignore them.
   c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "filtering", "delay")
-  c.train.total_steps = 300
+  c.train.total_steps = 200
   c.train.log_every_steps = 10
   c.train.checkpoint_every_steps = 100
   c.evaluate.linear_probe = True
