@@ -4,7 +4,7 @@ Pretrains a quarter-width SampleCNN for 200 steps on 2.7 s views of synthesised 
 and chords (half of each batch labeled with the instrument family, half unlabeled), then fits
 linear probes on frozen embeddings for every label set (key, instrument, pitch classes), for the
 pretrained encoder and for the same encoder at its random initialisation, and prints a table
-(also written to DIR/probe_results.md). About 6 minutes on 2 CPU cores.
+(also written to DIR/probe_results.md). About 8 minutes on 2 CPU cores (plus a minute to generate the dataset once).
 
   python -m ssc_jax.main --config=configs/demo.py --workdir=/tmp/ssc_demo
 
