@@ -204,16 +204,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if pending is not None:
       check_finite(*pending)
     pending = (step, metrics)
-    if step % config.train.log_every_steps == 0 or step == total:
-      values = check_finite(step, metrics)
+    log_now = step % config.train.log_every_steps == 0 or step == total
+    save_now = step % config.train.checkpoint_every_steps == 0 or step == total
+    if log_now or save_now:  # Never log or save past a non-finite loss.
+      values = check_finite(*pending)
+      pending = None
+    if log_now:
       elapsed = time.perf_counter() - window_start
       values["views_per_second"] = window_steps * views_per_step / elapsed
       writer.write(step, values)
       logging.info("step %d/%d  loss %.4f  views/s %.1f", step, total, values["loss"],
                    values["views_per_second"])
       window_start, window_steps = time.perf_counter(), 0
-    if step % config.train.checkpoint_every_steps == 0 or step == total:
-      check_finite(step, metrics)
+    if save_now:
       ckpt.save(step, state)
       last_saved = step
   ckpt.close()
