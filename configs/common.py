@@ -74,5 +74,6 @@ def base_config() -> ml_collections.ConfigDict:
   # --- Evaluation run after pretraining (the demo uses it). ---
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.linear_probe = False  # Fit linear probes on frozen embeddings after training.
-  c.evaluate.label_keys = ("key", "instrument", "pitch_classes")  # Label sets to probe.
+  # Label sets to probe.
+  c.evaluate.label_keys = ("instrument", "register", "key", "pitch_classes")
   return c

@@ -17,6 +17,10 @@ each host batch starts with B_l / P labeled items followed by (B − B_l) / P un
 B and B_l must be divisible by P. b_s = 0 leaves the labeled source unused and b_s = 1 the
 unlabeled one (its name may then be ""). When no labeled source is used, K = 1 (all zeros).
 Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`).
+`data.label_key` names one label feature, or several separated by commas
+("instrument,register"): their one-/multi-hot vectors are concatenated in that order into one
+K-wide vector, so label positives count shared labels over all of them (with threshold T, or
+Dice-weighted).
 
 Labeled fraction p_s (data.labeled_fraction) is applied exactly ONCE (spec §10.1, where the
 original applies it twice): a subset of round(p_s·n) of the n tracks of the labeled split,
@@ -108,8 +112,9 @@ class PretrainPlan:
   Attributes:
     labeled_per_host: labeled items per host batch (B_l / P).
     unlabeled_per_host: unlabeled items per host batch ((B − B_l) / P).
-    num_labels: K, the width of 'labels'.
-    label_key: the label feature read from the labeled source.
+    num_labels: K, the width of 'labels' (the sum of `label_widths`).
+    label_keys: the label features read from the labeled source, concatenated in this order.
+    label_widths: the number of classes of each of `label_keys`.
     labeled_parts: parts of the labeled pool (zero or one).
     unlabeled_parts: parts of the unlabeled pool (zero, one or two).
     num_views: N.
@@ -120,7 +125,8 @@ class PretrainPlan:
   labeled_per_host: int
   unlabeled_per_host: int
   num_labels: int
-  label_key: str
+  label_keys: tuple[str, ...]
+  label_widths: tuple[int, ...]
   labeled_parts: tuple[PoolPart, ...]
   unlabeled_parts: tuple[PoolPart, ...]
   num_views: int
@@ -222,17 +228,29 @@ class _Source:
   pool: str
 
 
+def split_label_keys(label_key: str) -> tuple[str, ...]:
+  """The label features named by `data.label_key` ("tags" or "instrument,register")."""
+  keys = tuple(k.strip() for k in str(label_key).split(","))
+  if not all(keys) or len(set(keys)) != len(keys):
+    raise ValueError(f"data.label_key {label_key!r}: give one label feature or several "
+                     f"distinct ones separated by commas.")
+  return keys
+
+
 def _labeled_sources(data_config: Any, data_dir: str, seed: int
-                     ) -> tuple[list[_Source], Any, int, np.ndarray]:
-  """The labeled pool (the p_s subset); returns (sources, builder, K, selected)."""
+                     ) -> tuple[list[_Source], Any, tuple[int, ...], np.ndarray]:
+  """The labeled pool (the p_s subset); returns (sources, builder, label widths, selected)."""
   name, split = str(data_config.labeled), str(data_config.labeled_split)
-  label_key, fraction = str(data_config.label_key), float(data_config.labeled_fraction)
+  fraction = float(data_config.labeled_fraction)
   builder = _open(name, split, data_dir, "labeled")
   _check_audio(builder, name, int(data_config.get("sample_rate", 22050)))
-  num_labels, kind, _ = datasets.label_info(builder, label_key)
-  if kind == datasets.REGRESSION:
-    raise ValueError(f"data.label_key '{label_key}' of '{name}' is a regression target; "
-                     f"SemiSupCon label positives need class labels.")
+  widths = []
+  for label_key in split_label_keys(data_config.label_key):
+    num_labels, kind, _ = datasets.label_info(builder, label_key)
+    if kind == datasets.REGRESSION:
+      raise ValueError(f"data.label_key '{label_key}' of '{name}' is a regression target; "
+                       f"SemiSupCon label positives need class labels.")
+    widths.append(num_labels)
   n = datasets.split_num_examples(builder, split)
   selected = labeled_subset(n, fraction, seed)
   if not selected.size:
@@ -241,7 +259,7 @@ def _labeled_sources(data_config: Any, data_dir: str, seed: int
         f"data.labeled_fraction * n) = round({fraction} * {n}) = 0, but data.labeled_share "
         f"asks for labeled items.")
   sources = [_Source(name, builder, split, 0, selected, True, "labeled")]
-  return sources, builder, num_labels, selected
+  return sources, builder, tuple(widths), selected
 
 
 def _unlabeled_sources(data_config: Any, data_dir: str, lab_builder: Any,
@@ -323,9 +341,12 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   num_labeled, num_unlabeled = _check_config(data_config, process_index, process_count)
   data_dir = datasets.default_data_dir(data_config)
   n_views, t = int(data_config.num_views), int(data_config.view_length)
-  sources, lab_builder, num_labels, selected = [], None, 1, np.zeros(0, np.int64)
+  sources, lab_builder, label_widths, selected = [], None, (1,), np.zeros(0, np.int64)
+  label_keys = ()
   if num_labeled:
-    sources, lab_builder, num_labels, selected = _labeled_sources(data_config, data_dir, seed)
+    sources, lab_builder, label_widths, selected = _labeled_sources(data_config, data_dir,
+                                                                    seed)
+    label_keys = split_label_keys(data_config.label_key)
   if num_unlabeled:
     sources += _unlabeled_sources(data_config, data_dir, lab_builder, selected)
   parts, excluded, chunked = _shard_for_host(sources, process_index, process_count, n_views, t)
@@ -347,7 +368,7 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   return PretrainPlan(
       labeled_per_host=num_labeled // process_count,
       unlabeled_per_host=num_unlabeled // process_count,
-      num_labels=num_labels, label_key=str(data_config.label_key),
+      num_labels=sum(label_widths), label_keys=label_keys, label_widths=label_widths,
       labeled_parts=tuple(parts["labeled"]), unlabeled_parts=tuple(parts["unlabeled"]),
       num_views=n_views, view_length=t,
       num_labeled_tracks=int(selected.size), excluded=excluded)
@@ -411,7 +432,7 @@ def _part_stream(part: PoolPart, plan: PretrainPlan, seed: int, cache_bytes: int
   """Infinite stream of cropped items of one pool part (unshuffled across items)."""
   builder, split = part.builder, part.split
   start, stop = int(part.indices[0]), int(part.indices[-1]) + 1
-  keys = ("audio", plan.label_key) if part.with_labels else ("audio",)
+  keys = ("audio",) + (plan.label_keys if part.with_labels else ())
   ds = datasets.read_indexed(builder, split, start, stop, keys=keys,
                              shuffle_seed=seed % 2**31)
   member = np.zeros(stop - start, bool)
@@ -424,14 +445,15 @@ def _part_stream(part: PoolPart, plan: PretrainPlan, seed: int, cache_bytes: int
     ds = ds.cache()
   ds = ds.repeat().enumerate()
 
-  feature = builder.info.features[plan.label_key] if part.with_labels else None
+  features = [builder.info.features[k] for k in plan.label_keys] if part.with_labels else []
   base = tf.constant(seed, tf.int64)
 
   def make_item(counter, ex):
     views = crop_views(ex["audio"], tf.stack([base, counter]), plan.num_views,
                        plan.view_length)
-    if feature is not None:
-      labels = label_vector(feature, ex[plan.label_key], plan.num_labels)
+    if features:
+      labels = tf.concat([label_vector(f, ex[k], w) for f, k, w in
+                          zip(features, plan.label_keys, plan.label_widths)], axis=0)
     else:
       labels = tf.zeros([plan.num_labels], tf.float32)
     return {

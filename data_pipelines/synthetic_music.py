@@ -1,8 +1,10 @@
 """`synthetic_music`: a music dataset that synthesises itself, for demos and tests.
 
 Every clip is a short piece in one key (12 tonics x major/minor), played by one instrument
-family, at a random tempo. It is a sequence of chords (diatonic triads) and single notes drawn
-from the key's scale, at random octaves and loudness, plus a little white noise. The first event
+family in one register (low, middle or high), at a random tempo. It is a sequence of chords
+(diatonic triads) and single notes drawn from the key's scale, at random loudness, plus a little
+white noise. The register sets the octaves: chords are rooted in octave 2, 3 or 4 and single
+notes lie in the two octaves above it. The first event
 is always the tonic triad, and tonic, subdominant and dominant chords are favoured, so the key
 (not only the scale, which relative keys share) is audible.
 
@@ -25,6 +27,8 @@ Features:
 * `key`: ClassLabel with 24 names, `"C major"` ... `"B major"` (ids 0-11), then `"C minor"` ...
   `"B minor"` (ids 12-23).
 * `instrument`: ClassLabel over the family names above.
+* `register`: ClassLabel `"low"`, `"middle"`, `"high"`: the octave the clip is played in
+  (chord roots C2-B2, C3-B3 or C4-B4; single notes one to two octaves higher).
 * `pitch_classes`: float32 [12] multi-hot of the pitch classes (C=0 ... B=11) of every note
   that starts inside the clip.
 
@@ -61,6 +65,7 @@ PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#",
 MODES = ("major", "minor")
 KEY_NAMES = tuple(f"{pc} {mode}" for mode in MODES for pc in PITCH_CLASS_NAMES)
 INSTRUMENT_NAMES = ("organ", "electric_piano", "plucked_string", "bowed_string", "reed")
+REGISTER_NAMES = ("low", "middle", "high")
 SPLIT_NAMES = ("train", "unlabeled", "validation", "test")
 
 # Scale intervals in semitones above the tonic (natural minor for the minor mode).
@@ -71,7 +76,7 @@ SCALES = {
 # Chord roots by scale degree (0 = tonic); I, IV and V are favoured so the tonic is salient.
 _CHORD_DEGREE_WEIGHTS = np.array([4.0, 1.0, 1.0, 2.5, 3.0, 1.0, 0.5])
 _CHORD_DEGREE_P = _CHORD_DEGREE_WEIGHTS / _CHORD_DEGREE_WEIGHTS.sum()
-_MIN_MIDI, _MAX_MIDI = 36, 86  # C2 (65 Hz) to D6 (1175 Hz).
+_MIN_MIDI, _MAX_MIDI = 36, 100  # C2 (65 Hz) to E7 (2637 Hz).
 _NOISE_STD = 0.002  # White noise, in units of full scale (about -54 dBFS).
 
 
@@ -252,7 +257,7 @@ def _fold_midi(midi: int) -> int:
 
 
 def render_clip(key: int, instrument: int, num_samples: int, rng: np.random.Generator,
-                sr: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+                sr: int = SAMPLE_RATE, register: int = 1) -> tuple[np.ndarray, np.ndarray]:
   """Synthesises one clip.
 
   Args:
@@ -261,6 +266,8 @@ def render_clip(key: int, instrument: int, num_samples: int, rng: np.random.Gene
     num_samples: clip length L in samples.
     rng: the clip's random generator (tempo, events, octaves, loudness, noise).
     sr: sample rate in Hz.
+    register: register class id in [0, 3) (see `REGISTER_NAMES`): chord roots lie in octave
+      2 + register (MIDI 36 + 12·register + tonic), single notes 1-2 octaves above that.
 
   Returns:
     audio: int16 [L] PCM.
@@ -276,14 +283,14 @@ def render_clip(key: int, instrument: int, num_samples: int, rng: np.random.Gene
     velocity = rng.uniform(0.35, 1.0)
     if first or rng.random() < 0.5:  # A triad on a scale degree.
       degree = 0 if first else int(rng.choice(7, p=_CHORD_DEGREE_P))
-      base = 12 * int(rng.integers(3, 5)) + tonic  # Tonic in octave 2 or 3 (MIDI 12·(o+1)).
+      base = 12 * (3 + register) + tonic  # Tonic in octave 2 + register (MIDI 12·(o+1)).
       steps = degree + np.array([0, 2, 4])
       notes = [base + scale[s % 7] + 12 * (s // 7) for s in steps]
       dur_n = int(beat_n * rng.choice([2.0, 3.0, 4.0]))
       velocity *= 0.6  # Three notes together are about as loud as one.
     else:  # A single note.
       s = int(rng.integers(7))
-      notes = [12 * int(rng.integers(4, 7)) + tonic + scale[s]]
+      notes = [12 * (4 + register + int(rng.integers(2))) + tonic + scale[s]]
       dur_n = int(beat_n * rng.choice([1.0, 2.0]))
     first = False
     for midi in notes:
@@ -320,10 +327,13 @@ class SyntheticMusicConfig(tfds.core.BuilderConfig):
 
 
 class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
-  """Synthesised notes and chords with key, instrument and pitch-class labels."""
+  """Synthesised notes and chords with key, instrument, register and pitch-class labels."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "First release.",
+      "1.1.0": "A clip-level register label (low/middle/high) that sets the octaves.",
+  }
   BUILDER_CONFIGS = [
       SyntheticMusicConfig(
           name="demo",
@@ -346,9 +356,9 @@ class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
             "Synthetic music clips generated locally by ssc_jax: chords and notes from the "
             "scale of one of 24 keys, played by one of five synthesised instrument families "
             "(additive organ, FM electric piano, Karplus-Strong plucked string, vibrato bowed "
-            "string, odd-harmonic reed), at random tempo, octave and loudness, with a little "
-            "noise. Labels: key, instrument family and the multi-hot set of sounding pitch "
-            "classes. Meant for demos and tests of music representation learning."),
+            "string, odd-harmonic reed) in one of three registers, at random tempo and "
+            "loudness, with a little noise. Labels: key, instrument family, register and the "
+            "multi-hot set of sounding pitch classes. Meant for demos and tests of music representation learning."),
         features=tfds.features.FeaturesDict({
             "audio": tfds.features.Tensor(
                 shape=(None,), dtype=np.int16, encoding=tfds.features.Encoding.BYTES,
@@ -356,6 +366,7 @@ class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
             "track_id": tfds.features.Text(),
             "key": tfds.features.ClassLabel(names=KEY_NAMES),
             "instrument": tfds.features.ClassLabel(names=INSTRUMENT_NAMES),
+            "register": tfds.features.ClassLabel(names=REGISTER_NAMES),
             "pitch_classes": tfds.features.Tensor(shape=(12,), dtype=np.float32),
         }),
         supervised_keys=None,
@@ -378,6 +389,7 @@ class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
         "labels": {
             "key": {"kind": "multiclass", "names": list(KEY_NAMES)},
             "instrument": {"kind": "multiclass", "names": list(INSTRUMENT_NAMES)},
+            "register": {"kind": "multiclass", "names": list(REGISTER_NAMES)},
             "pitch_classes": {"kind": "multilabel", "names": list(PITCH_CLASS_NAMES)},
         },
         "skipped": {split: 0 for split, _ in cfg.split_sizes},
@@ -398,14 +410,17 @@ class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
     split_rng = np.random.default_rng([cfg.seed, split_id])
     keys = split_rng.permutation(np.arange(num_clips) % len(KEY_NAMES))
     instruments = split_rng.permutation(np.arange(num_clips) % len(INSTRUMENT_NAMES))
+    registers = split_rng.permutation(np.arange(num_clips) % len(REGISTER_NAMES))
     for i in range(num_clips):
       rng = np.random.default_rng([cfg.seed, split_id, i, 1])
-      audio, pcs = render_clip(int(keys[i]), int(instruments[i]), num_samples, rng)
+      audio, pcs = render_clip(int(keys[i]), int(instruments[i]), num_samples, rng,
+                               register=int(registers[i]))
       track_id = f"synthetic_music/{cfg.name}/{split}/{i:05d}"
       yield track_id, {
           "audio": audio,
           "track_id": track_id,
           "key": int(keys[i]),
           "instrument": int(instruments[i]),
+          "register": int(registers[i]),
           "pitch_classes": pcs,
       }

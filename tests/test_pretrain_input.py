@@ -296,6 +296,17 @@ def test_multilabel_sequence_labels(data_dir, code_of):
     np.testing.assert_array_equal(b["labels"][i], expected)
 
 
+def test_several_label_keys_are_concatenated_in_order(data_dir, code_of):
+  (b,) = take(make_config(data_dir, label_key="tags, label"), 1)
+  assert b["labels"].shape == (8, 4 + 3)
+  for i in range(4):
+    code = code_of[("a", "train")][b["track_index"][i]]
+    expected = np.zeros(7)
+    expected[[code % 4, (code + 1) % 4, 4 + code % 3]] = 1
+    np.testing.assert_array_equal(b["labels"][i], expected)
+  assert not b["labels"][4:].any()
+
+
 @pytest.mark.parametrize("overrides,process_count,pattern", [
     (dict(batch_size=6), 4, r"data\.batch_size=6 .*process count 4"),
     (dict(labeled_share=0.25), 4, r"int\(data\.batch_size \* data\.labeled_share\).*= 2.*4"),
@@ -307,6 +318,9 @@ def test_multilabel_sequence_labels(data_dir, code_of):
     (dict(labeled_fraction=1.0, unlabeled_split="train"), 1, r"unlabeled pool is empty"),
     (dict(label_key="nope"), 1, r"label_key 'nope'.*\['code', 'label', 'tags'\]"),
     (dict(label_key="code"), 1, r"regression target"),
+    (dict(label_key="label,code"), 1, r"label_key 'code'.*regression target"),
+    (dict(label_key="label,,tags"), 1, r"several\s+distinct ones separated by commas"),
+    (dict(label_key="label,label"), 1, r"several\s+distinct ones separated by commas"),
     (dict(labeled_split="validation"), 1, r"no split 'validation'.*\['train', 'unlabeled'\]"),
 ])
 def test_impossible_configs_are_refused(data_dir, overrides, process_count, pattern):

@@ -46,6 +46,7 @@ def test_split_sizes_and_features(tiny):
   assert features["key"].num_classes == 24
   assert features["instrument"].names == list(sm.INSTRUMENT_NAMES)
   assert len(sm.INSTRUMENT_NAMES) >= 4
+  assert features["register"].names == ["low", "middle", "high"]
   ids = [ex["track_id"] for exs in examples.values() for ex in exs]
   assert len(set(ids)) == len(ids)
 
@@ -64,10 +65,28 @@ def test_audio_is_int16_mono_full_length_and_sane(tiny):
   assert builder.info.metadata["num_samples"]["train"] == [num_samples] * len(examples["train"])
 
 
-def test_all_instrument_families_present(tiny):
+def test_all_instrument_families_and_registers_present(tiny):
   _, examples = tiny
   for split in ("train", "unlabeled"):
     assert {int(ex["instrument"]) for ex in examples[split]} == set(range(len(sm.INSTRUMENT_NAMES)))
+    assert {int(ex["register"]) for ex in examples[split]} == {0, 1, 2}
+
+
+def _mean_log2_frequency(audio: np.ndarray) -> float:
+  """Energy-weighted mean of log2(frequency) over the FFT bins above 20 Hz."""
+  spectrum = np.abs(np.fft.rfft(audio.astype(np.float64))) ** 2
+  freqs = np.fft.rfftfreq(len(audio), 1.0 / SR)
+  band = freqs > 20
+  return float(np.sum(spectrum[band] * np.log2(freqs[band])) / spectrum[band].sum())
+
+
+@pytest.mark.parametrize("instrument", range(len(sm.INSTRUMENT_NAMES)))
+def test_each_register_step_raises_the_spectrum_by_an_octave(instrument):
+  # Same key, instrument and random draws; only the register changes.
+  heights = [_mean_log2_frequency(sm.render_clip(7, instrument, 6 * SR,
+                                                 np.random.default_rng([5, instrument]),
+                                                 register=r)[0]) for r in range(3)]
+  np.testing.assert_allclose(np.diff(heights), 1.0, atol=0.25)
 
 
 def test_pitch_classes_lie_in_the_key_scale_and_dominate_the_chroma(tiny):
