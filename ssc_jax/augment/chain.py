@@ -12,18 +12,22 @@ therefore draws exactly the same gates and parameters.
 
 The Compose gate is folded into every view gate (an item that fails it has every transform
 gated off), so a batch is one list of B N views with one gate per (transform, view).
-Gated-off views come back bit-exactly (a select or a skipped branch, never a multiply).
+Gated-off views come back bit-exactly (a select, a skipped branch, or a multiply by 1).
 
 Execution (chosen at trace time by `batched`; all jit-able with static shapes):
-* accelerators: vmap over all B N views; every transform runs on every view and a select
-  keeps the gated-off ones. A batch sharded over a mesh axis stays sharded.
-* CPU: `lax.map` over groups of ~8 views (on several devices, one item from each block of
-  the batch viewed as [B / g, g], so the loop runs over an unsharded axis and a sharded
-  batch needs no communication; on one device, contiguous items). Within a group,
-  transforms run vmapped, except the expensive ones (`Transform.skippable`: the phase
-  vocoders) which, on a single device, loop over the group's views under `lax.cond`, so
-  that gated-off views cost nothing, as in the original's per-item workers. Small groups
-  also keep the STFT intermediates in cache.
+* accelerators ("vmap"): vmap over all B N views; every transform runs on every view and a
+  select keeps the gated-off ones. A batch sharded over a mesh axis stays sharded.
+* single CPU device ("branch"): the B N views in one pass. Cheap transforms run vectorised
+  with a select; consecutive scaling transforms (gain, polarity) are one multiply. The
+  expensive ones (`Transform.skippable`) touch only their gated-on views, as the original's
+  per-item workers do: a while loop over the gated-on views (indices from a stable sort of
+  the gates), `branch_views` at a time (1 for the phase vocoders, whose STFTs are batched
+  over frames already; 4 for the long-FFT noise and filters, which XLA:CPU computes ~2x
+  faster per view in a batch), each block read from and written back into the batch in
+  place.
+* several CPU devices ("groups", simulated meshes): `lax.map` over groups of ~8 views, one
+  item from each block of the batch viewed as [B / g, g], so the loop runs over an
+  unsharded axis and a sharded batch needs no communication; vmapped within a group.
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ class Transform:
     sample: (key, item_state) -> parameters of one view (a pytree of arrays).
     apply: (view [T] float32, parameters) -> view [T].
     sample_item: optional key -> item_state drawn once per item (a OneOf's member).
-    skippable: worth a real branch per view on CPU (cost >> a select).
+    skippable: worth skipping gated-off views on a single CPU device (cost >> a select).
+    branch_views: for skippable transforms, how many (gated-on) views each CPU branch
+      processes together, vmapped: 1 for per-view work, more where batching pays (large
+      FFTs, which XLA:CPU runs ~2x faster per view when batched).
+    scale: optional parameters -> [] factor such that apply(x, params) == x * factor
+      (gain, polarity): consecutive such transforms run as one multiply.
   """
   name: str
   p: float
@@ -57,6 +66,8 @@ class Transform:
   apply: Callable[[jax.Array, Any], jax.Array]
   sample_item: Callable[[jax.Array], Any] | None = None
   skippable: bool = False
+  branch_views: int = 1
+  scale: Callable[[Any], jax.Array] | None = None
 
 
 def gate(key: jax.Array, p: float, shape: tuple[int, ...]) -> jax.Array:
@@ -88,15 +99,55 @@ def _unchanged(x: jax.Array, params: Any) -> jax.Array:
 
 
 def _run(transforms: list[Transform], views: jax.Array, params: list[Any],
-         gates: list[jax.Array], branch: bool) -> jax.Array:
-  """Applies the transforms to flat views [V, T] with per-view params and gates [V]."""
-  for t, prm, g in zip(transforms, params, gates):
-    if branch and t.skippable:
-      views = jax.lax.map(lambda a, t=t: jax.lax.cond(a[2], t.apply, _unchanged, a[0], a[1]),
-                          (views, prm, g))
+         gates: list[jax.Array], branch: bool = False) -> jax.Array:
+  """Applies the transforms to flat views [V, T] with per-view params and gates [V].
+
+  Vectorised with a select per transform, or, with `branch`, skippable transforms only on
+  the gated-on views (`_branched`). A run of consecutive scaling transforms is one multiply
+  by the product of their gated factors (1 where gated off: bit-exact).
+  """
+  scales = [t.scale is not None and not (branch and t.skippable) for t in transforms]
+  factor = None
+  for i, (t, prm, g) in enumerate(zip(transforms, params, gates)):
+    if scales[i]:
+      f = jnp.where(g, jax.vmap(t.scale, axis_size=g.shape[0])(prm), 1.0).astype(jnp.float32)
+      factor = f if factor is None else factor * f
+      if i + 1 < len(transforms) and scales[i + 1]:
+        continue
+      views, factor = views * factor[:, None], None
+    elif branch and t.skippable:
+      views = _branched(t, views, prm, g)
     else:
       views = jnp.where(g[:, None], jax.vmap(t.apply)(views, prm), views)
   return views
+
+
+def _branched(t: Transform, views: jax.Array, params: Any, g: jax.Array) -> jax.Array:
+  """Applies `t` to the gated-on views only, c = t.branch_views of them at a time.
+
+  A while loop over blocks of c gated-on views (their indices come first in a stable sort
+  of the gates): each step gathers its c views, applies `t` (vmapped if c > 1) and writes
+  them back in place, so gated-off views are neither computed nor copied. With c > 1 the
+  last block may hold gated-off views (written back unchanged) or, past the end, repeats
+  of the last view (written with identical values).
+  """
+  n, c = views.shape[0], max(1, t.branch_views)
+  order = jnp.argsort(~g, stable=True).astype(jnp.int32)  # Gated-on views first.
+  count = jnp.sum(g, dtype=jnp.int32)
+
+  def step(state: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    i, out = state
+    if c == 1:  # Not vmapped: a transform may branch inside (`dsp.staged`).
+      j = order[i]
+      y = t.apply(out[j], jax.tree.map(lambda a: a[j], params))
+      return i + 1, jax.lax.dynamic_update_index_in_dim(out, y, j, 0)
+    idx = order[jnp.minimum(i * c + jnp.arange(c, dtype=jnp.int32), n - 1)]
+    xs = out[idx]
+    ys = jax.vmap(t.apply)(xs, jax.tree.map(lambda a: a[idx], params))
+    return i + 1, out.at[idx].set(jnp.where(g[idx][:, None], ys, xs))
+
+  blocks = (count + c - 1) // c
+  return jax.lax.while_loop(lambda st: st[0] < blocks, step, (jnp.int32(0), views))[1]
 
 
 def _flat(tree: Any) -> Any:
@@ -119,8 +170,9 @@ def batched(transforms: list[Transform], compose_p: float,
     transforms: applied in order to each item's views.
     compose_p: per-item Compose probability.
     strategy: "vmap" (one vectorised pass), "groups" (CPU loop over groups, vmapped inside),
-      "branch" (groups, plus per-view branches for skippable transforms); None = "vmap" on
-      accelerators, "branch" on a single CPU device, "groups" on several.
+      "branch" (all views at once; skippable transforms only on their gated-on views, in
+      branches); None = "vmap" on accelerators, "branch" on a single CPU device, "groups"
+      on several.
   """
   def augment(key: jax.Array, audio: jax.Array) -> jax.Array:
     if audio.ndim != 3:
@@ -139,7 +191,7 @@ def batched(transforms: list[Transform], compose_p: float,
                  branch=how == "branch")
       return out.reshape(items.shape)
 
-    if how == "vmap":
+    if how in ("vmap", "branch"):
       return run_items(keys, x).astype(audio.dtype)
     steps = _groups(batch, n_views)
     if jax.device_count() == 1:  # Contiguous groups: a free reshape, no transposed copies.

@@ -52,9 +52,10 @@ def default_config() -> ml_collections.ConfigDict:
                          max_bandwidth=f(), highpass_min_hz=f(), highpass_max_hz=f(),
                          lowpass_min_hz=f(), lowpass_max_hz=f())
   # Pitch shift: p (min(0.75, 0.6 s)); ratio uniform over the original's discrete set within
-  # +-max_semitones (4 s). n_fft: STFT frame (0 = ~46 ms); overlap: 4 (75 %) or 2 (50 %,
-  # ~2x cheaper, a little more smearing).
-  c.pitch_shift = _section(p=f(), max_semitones=f(), n_fft=0, overlap=4)
+  # +-max_semitones (4 s). n_fft: STFT frame (0 = ~46 ms); overlap: 2 (50 %, the default:
+  # closer to the ideal shift than the original's shifter, see docs/augmentation.md) or 4
+  # (75 %, ~2x the cost, less smearing).
+  c.pitch_shift = _section(p=f(), max_semitones=f(), n_fft=0, overlap=2)
   # Delay (echo): p (min(0.6, 0.6 s)); delay uniform in [min_ms, max_ms] ([100 / s, 500]).
   # Volume, repeats and attenuation follow the severity table only.
   c.delay = _section(p=f(), min_ms=f(), max_ms=f())

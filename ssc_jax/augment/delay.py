@@ -3,7 +3,8 @@
   echo(x) = sum_{i=0}^{R-1} a^i shift(x, i d)     (the i = 0 term is x itself)
   y       = (x + v echo(x)) / 2                   (halved even for R = 1; y = x / 2 for R = 0)
 with d ~ U{min_samples..max_samples}, and v, R, a each one of two values. Echoes past the
-view's end are dropped. Implemented as at most max(R) shifted reads of a zero-padded copy.
+view's end are dropped. Implemented as at most max(R) rolled copies of the view, the wrapped
+part masked to zero (no padded copy of the view is materialised).
 """
 
 from __future__ import annotations
@@ -65,12 +66,16 @@ def delay(x: jax.Array, params: DelayParams, max_repeats: int, max_delay: int) -
   Returns:
     [T] float32.
   """
+  del max_delay  # Shifts past the view's end are masked whatever their size.
   length = x.shape[-1]
-  reach = min((max_repeats - 1) * max_delay, length)
-  padded = jnp.pad(x, (reach, 0))
+  t = jnp.arange(length)
   echo = jnp.zeros_like(x)
   for i in range(max_repeats):
-    offset = jnp.maximum(reach - i * params.delay, 0)  # Beyond the view: reads zeros.
     weight = jnp.where(i < params.repeats, params.attenuation ** i, 0.0)
-    echo = echo + weight * jax.lax.dynamic_slice(padded, (offset,), (length,))
+    if i == 0:
+      shifted = x
+    else:
+      shift = jnp.minimum(i * params.delay, length)
+      shifted = jnp.where(t >= shift, jnp.roll(x, shift), 0.0)  # Beyond the view: zeros.
+    echo = echo + weight * shifted
   return 0.5 * (x + params.volume * echo)

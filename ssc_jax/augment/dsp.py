@@ -9,6 +9,7 @@ below float32 STFT round-off) that cost a few multiply-adds per element on every
 from __future__ import annotations
 
 import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -114,6 +115,30 @@ def fast_fft_length(n: int) -> int:
       p35 *= 3
     p5 *= 5
   return best
+
+
+def staged(fn: Callable[..., Any], live: jax.Array, *args: Any) -> Any:
+  """fn(*args), written to memory on XLA:CPU instead of being fused into its consumers.
+
+  XLA fuses elementwise producers into their consumers. On CPU a gather is not vectorised,
+  so a gather fused with the elementwise math that produces its operand or its indices
+  redoes that math per gathered element in scalar code (2-3x slower in the phase vocoder).
+  No fusion crosses a branch, so `fn` runs as the branch of a `lax.cond` on `live`, a
+  predicate XLA cannot fold. Other backends (and vmapped calls, where the cond becomes a
+  select) just compute fn.
+
+  Args:
+    fn: function of arrays returning a pytree of arrays.
+    live: [] bool that is true at run time (e.g. a parameter's validity).
+    *args: fn's arguments.
+
+  Returns:
+    fn(*args); zeros of the same structure where `live` is false.
+  """
+  if jax.default_backend() != "cpu":
+    return fn(*args)
+  zeros = lambda *a: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *a))
+  return jax.lax.cond(live, fn, zeros, *args)
 
 
 def fft_filter(x: jax.Array, response: jax.Array, fft_length: int) -> jax.Array:

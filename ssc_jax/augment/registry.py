@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 
 from ssc_jax.augment import chain
 from ssc_jax.augment import chorus as chorus_lib
 from ssc_jax.augment import codec
 from ssc_jax.augment import delay as delay_lib
+from ssc_jax.augment import dsp
 from ssc_jax.augment import dynamics
 from ssc_jax.augment import edit
 from ssc_jax.augment import filters
@@ -23,13 +26,18 @@ from ssc_jax.augment import stft
 from ssc_jax.augment import stretch
 
 S = severity_lib.Settings
+# Views per CPU branch of the transforms built on long FFTs (noise, filters): XLA:CPU's FFT of
+# one long signal is ~2x slower per signal than a batch of a few (measured on the bench's
+# 2.7 s views: 4 is the best of 1, 2, 4, 8).
+_FFT_BRANCH_VIEWS = 4
 Builder = Callable[[S, int], chain.Transform]
 
 
 def _leaf(name: str, p: float, sample: Callable, apply: Callable,
-          skippable: bool = False) -> chain.Transform:
+          skippable: bool = False, branch_views: int = 1) -> chain.Transform:
   """A transform with per-view parameters sample(key) and apply(view, params)."""
-  return chain.Transform(name, p, lambda key, _: sample(key), apply, skippable=skippable)
+  return chain.Transform(name, p, lambda key, _: sample(key), apply, skippable=skippable,
+                         branch_views=branch_views)
 
 
 def _fixed(name: str, p: float, fn: Callable) -> chain.Transform:
@@ -39,18 +47,23 @@ def _fixed(name: str, p: float, fn: Callable) -> chain.Transform:
 
 def _gain(st: S, sr: int) -> chain.Transform:
   g = st.gain
-  return _leaf("gain", g.p, lambda k: gain_lib.sample_gain(k, g), gain_lib.gain)
+  return dataclasses.replace(
+      _leaf("gain", g.p, lambda k: gain_lib.sample_gain(k, g), gain_lib.gain),
+      scale=lambda prm: dsp.db_to_amplitude(prm.db))
 
 
 def _polarity(st: S, sr: int) -> chain.Transform:
-  return _fixed("polarity_inversion", st.polarity_inversion.p,
-                lambda x: gain_lib.polarity_inversion(x, ()))
+  return dataclasses.replace(
+      _fixed("polarity_inversion", st.polarity_inversion.p,
+             lambda x: gain_lib.polarity_inversion(x, ())),
+      scale=lambda prm: jnp.float32(-1.0))
 
 
 def _noise(st: S, sr: int) -> chain.Transform:
   n = st.colored_noise
   return _leaf("colored_noise", n.p, lambda k: noise.sample(k, n, sr),
-               lambda x, prm: noise.colored_noise(x, prm, sr))
+               lambda x, prm: noise.colored_noise(x, prm, sr), skippable=True,
+               branch_views=_FFT_BRANCH_VIEWS)
 
 
 def _filtering(st: S, sr: int) -> chain.Transform:
@@ -59,14 +72,16 @@ def _filtering(st: S, sr: int) -> chain.Transform:
   n_kinds = len(filters.FILTER_KINDS)
   return chain.Transform("filtering", f.p, lambda k, kind: filters.sample(k, f, kind),
                          lambda x, prm: filters.apply(x, prm, sr),
-                         sample_item=lambda k: jax.random.randint(k, (), 0, n_kinds))
+                         sample_item=lambda k: jax.random.randint(k, (), 0, n_kinds),
+                         skippable=True, branch_views=_FFT_BRANCH_VIEWS)
 
 
 def _single_filter(kind: str, st: S, sr: int) -> chain.Transform:
   f = st.filtering
   index = filters.FILTER_KINDS.index(kind)
   return _leaf(kind, f.p, lambda k: filters.sample(k, f, index),
-               lambda x, prm: filters.apply(x, prm, sr))
+               lambda x, prm: filters.apply(x, prm, sr), skippable=True,
+               branch_views=_FFT_BRANCH_VIEWS)
 
 
 def _pitch(st: S, sr: int) -> chain.Transform:

@@ -70,7 +70,7 @@ def table(severity: int, sample_rate: int) -> dict[str, dict[str, Any]]:
                     "lowpass_min_hz": max(75.0, 150.0 / s),
                     "lowpass_max_hz": 7500.0 / max(1.0, s)},
       "pitch_shift": {"p": min(0.75, 0.6 * s), "max_semitones": 4.0 * s, "n_fft": 0,
-                      "overlap": 4},
+                      "overlap": 2},
       "delay": {"p": min(0.6, 0.6 * s), "min_ms": int(100.0 / s * ms) / ms,
                 "max_ms": int(500.0 * ms) / ms,
                 "volumes": (0.5 * s - 0.2, 0.5 * s + 0.2),

@@ -83,16 +83,15 @@ def nearest_peak(power: jax.Array, radius: int = PEAK_RADIUS) -> jax.Array:
   centre = padded[:, 2:-2]
   is_peak = ((centre > padded[:, 1:-3]) & (centre > padded[:, :-4])
              & (centre >= padded[:, 3:-1]) & (centre >= padded[:, 4:]))
-  bins = jnp.arange(n_bins, dtype=jnp.int32)
-  best = jnp.where(is_peak, bins, -1)
-  flags = jnp.pad(is_peak, ((0, 0), (radius, radius)))
-  for d in range(1, radius + 1):
-    # Lower candidates first at each distance: ties go to the lower-frequency peak.
-    below = flags[:, radius - d:radius - d + n_bins]
-    above = flags[:, radius + d:radius + d + n_bins]
-    best = jnp.where((best < 0) & below, bins - d, best)
-    best = jnp.where((best < 0) & above, bins + d, best)
-  return jnp.where(best < 0, bins, best)
+  # Float flags: XLA:CPU vectorises these selects better than ones on booleans.
+  flags = jnp.pad(is_peak.astype(jnp.float32), ((0, 0), (radius, radius)))
+  # Nearest first, and the lower one at equal distance (ties go to the lower-frequency
+  # peak): the selects run from the lowest priority (+radius) to the highest (0).
+  offset = jnp.zeros(power.shape, jnp.int32)
+  for d in range(radius, -1, -1):
+    for signed in ((d, -d) if d else (0,)):
+      offset = jnp.where(flags[:, radius + signed:radius + signed + n_bins] > 0, signed, offset)
+  return jnp.arange(n_bins, dtype=jnp.int32) + offset
 
 
 def cumulative_phase(increments: jax.Array) -> jax.Array:
