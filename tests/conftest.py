@@ -11,7 +11,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="ssc_jax_test_xla_"))
 
 import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+@pytest.fixture(scope="session")
+def small_encoder():
+  """A width-0.125 SampleCNN model with audio-calibrated variables, built once per session.
+
+  Shared by the evaluation tests (each exports it where it needs it); calibrating costs a few
+  seconds per build. Treat the arrays as read-only.
+
+  Returns:
+    (model config, model, variables): `config.model`, the unbound SemiSupConModel and
+    host NumPy `{'params', 'batch_stats'}` from `test_eval_embed.calibrated_variables`.
+  """
+  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  from configs import common
+  from ssc_jax import models
+  from tests import test_eval_embed
+  config = common.base_config()
+  config.model.width = 0.125
+  model = models.build_model(config.model)
+  return config.model, model, test_eval_embed.calibrated_variables(model)

@@ -1,57 +1,20 @@
 """EmoMusic builder: static annotations, songs_info, artist-hash split, z-scored targets."""
 
-import csv
-import hashlib
-
 import numpy as np
 import pytest
 
 from data_pipelines import datasets
 from data_pipelines.builders import base
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
 
-INFO_COLUMNS = ["song_id", "file_name", "Artist", "Song title", "start of the segment (min.sec)",
-                "end of the segment (min.sec)", "Genre", "Mediaeval 2013 set"]
-
-
-def _expected_dev_split(artist):
-  """The jukemir rule, written out independently of the builder."""
-  kept = "".join(c for c in artist.lower() if c.isascii() and (c.isalpha() or c.isspace()))
-  digest = hashlib.sha1(" ".join(kept.split()).encode()).hexdigest()
-  return "train" if int(digest, 16) % 10 < 8 else "validation"
-
-
-def _songs():
-  rng = np.random.default_rng(3)
-  artists = [f"Artist Number {chr(65 + k)}" for k in range(20)]
-  dev = [a for a in artists if _expected_dev_split(a) == "train"][:5]
-  dev += [a for a in artists if _expected_dev_split(a) == "validation"][:2]
-  songs = []
-  for k, artist in enumerate(dev + ["Beyoncé & Co.", "BEYONCÉ  &  co"]):
-    songs.append((k + 2, artist, "development", rng.uniform(1, 9, 2)))
-  for k in range(3):
-    songs.append((100 + k, f"Eval Artist {k}", "evaluation", rng.uniform(1, 9, 2)))
-  return songs
+_expected_dev_split = fake.emomusic_dev_split  # The jukemir rule, written out independently.
+_songs = fake.emomusic_songs
 
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("emomusic")
-  (root / "annotations").mkdir()
-  with open(root / "annotations" / "songs_info.csv", "w", newline="") as f:
-    writer = csv.writer(f, quoting=csv.QUOTE_ALL)
-    writer.writerow(INFO_COLUMNS)
-    for song, artist, group, _ in _songs():
-      writer.writerow([song, f"{song}.mp3", f"{artist}\t", "title\t", "0.15", "1.00", "Rock\t",
-                       group])
-  with open(root / "annotations" / "static_annotations.csv", "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["song_id", "mean_arousal", "std_arousal", "mean_valence", "std_valence"])
-    for song, _, _, (arousal, valence) in _songs():
-      writer.writerow([song, f"{arousal:.4f}", "1.1", f"{valence:.4f}", "0.9"])
-  for song, *_ in _songs():
-    util.write_audio(root / "clips_45seconds" / f"{song}.mp3", sr=44100)
-  return root
+  return fake.write_emomusic(tmp_path_factory.mktemp("emomusic"))
 
 
 def test_build(manual_dir, tmp_path):

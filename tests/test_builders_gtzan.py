@@ -2,15 +2,13 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from data_pipelines.builders import base
 from data_pipelines.builders import gtzan
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
 
-
-def _shipped(split):
-  return base.read_lines(gtzan.SHIPPED_LISTS / gtzan.SPLIT_FILES[split])
+_shipped = fake.gtzan_shipped
 
 
 def test_shipped_lists_are_the_443_197_290_partition():
@@ -28,17 +26,8 @@ def test_shipped_lists_are_the_443_197_290_partition():
 
 def test_build_with_shipped_lists(tmp_path):
   manual = tmp_path / "gtzan"
-  root = manual / "genres_original"
-  pcm = np.random.default_rng(0).integers(-9000, 9000, 3000, dtype=np.int16)
-  root.joinpath("blues").mkdir(parents=True)
-  sf.write(root / "blues" / "blues.00029.wav", pcm, 22050, subtype="PCM_16")  # train
-  util.write_audio(root / "country" / "country.00019.wav")  # train
-  util.write_audio(root / "blues" / "blues.00000.wav", sr=44100)  # validation
-  util.write_audio(root / "rock" / "rock.00090.au")  # test, .au like the original archive
-  util.write_corrupt(root / "jazz" / "jazz.00054.wav")  # train, broken (as in a known copy)
-  listed = {e.split("/")[1][:-4] for s in gtzan.SPLIT_FILES for e in _shipped(s)}
-  unlisted = next(f"pop.{i:05d}" for i in range(100) if f"pop.{i:05d}" not in listed)
-  util.write_audio(root / "pop" / f"{unlisted}.wav")  # Excluded by the filter: never used.
+  layout = fake.write_gtzan(manual)
+  pcm, unlisted = layout["pcm"], layout["unlisted"]
 
   builder = util.build("gtzan_filtered", manual, tmp_path / "data")
   assert util.split_sizes(builder) == {"train": 2, "validation": 1, "test": 1}

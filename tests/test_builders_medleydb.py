@@ -1,46 +1,15 @@
 """MedleyDB builder on fake *_METADATA.yaml files and V1/V2 stem folders."""
 
 import pytest
-import yaml
 
 from data_pipelines.builders import base
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
-
-# Stem instrument per song; 22 kept instruments, the last 2 rarest fall outside the top 20.
-COUNTS = {"i00": 10, **{f"i{k:02d}": 2 for k in range(1, 20)}, "i20": 1, "i21": 1}
-
-
-def _stems():
-  """(song, stem instrument) pairs; one stem has a list, some use excluded labels."""
-  stems = [name for name, n in COUNTS.items() for _ in range(n)]
-  stems.remove("i01")
-  stems.remove("i02")
-  stems.append(["i01", "i02"])  # Exploded: counts once for each.
-  stems += ["Main System", "fx/processed sound", "Unlabeled"]
-  songs = {}
-  for k, instrument in enumerate(stems):
-    songs.setdefault(f"Artist{k % 4}_Song{k % 4}", []).append(instrument)
-  return songs
 
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("medleydb")
-  for s, (song, instruments) in enumerate(sorted(_stems().items())):
-    version = "V1" if s % 2 == 0 else "V2"
-    stems = {}
-    for k, instrument in enumerate(instruments, start=1):
-      filename = f"{song}_STEM_{k:02d}.wav"
-      stems[f"S{k:02d}"] = {"component": "", "filename": filename, "instrument": instrument,
-                            "raw": {"R01": {"filename": "x.wav", "instrument": instrument}}}
-      if not (song.endswith("0") and k == 1):  # One stem file is missing.
-        util.write_audio(root / "Audio" / version / song / f"{song}_STEMS" / filename, sr=44100)
-    meta = {"album": "A", "artist": song.split("_")[0], "mix_filename": f"{song}_MIX.wav",
-            "stem_dir": f"{song}_STEMS", "raw_dir": f"{song}_RAW", "stems": stems}
-    path = root / "Metadata" / f"{song}_METADATA.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(meta))
-  return root
+  return fake.write_medleydb(tmp_path_factory.mktemp("medleydb"))
 
 
 def test_build(manual_dir, tmp_path):

@@ -7,43 +7,18 @@ import pytest
 
 from data_pipelines import datasets
 from data_pipelines.builders import base
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
 
-NUM_TAGS = 188
-TAGS = [f"tag{j:03d}" for j in range(NUM_TAGS)]
-TOP = sorted(np.random.default_rng(0).choice(NUM_TAGS, 50, replace=False).tolist())
-OTHER = [j for j in range(NUM_TAGS) if j not in TOP]
-# (mp3_path, tag columns). Top-50 columns appear 8x each; other columns at most once.
-FOLDERS = ["0", "1", "5", "9", "a", "b", "c", "c", "d", "e", "f", "f"]
-
-
-def _clips():
-  clips = []
-  for k, folder in enumerate(FOLDERS):
-    tags = [j for i, j in enumerate(TOP) if (i + k) % 3 != 0] + [OTHER[k]]
-    clips.append((f"{folder}/artist-album-{k:02d}-track-0-29.mp3", tags))
-  clips.append(("b/untagged-train.mp3", [OTHER[20]]))  # No top-50 tag -> 'unlabeled'.
-  clips.append(("3/no-tag-at-all.mp3", []))  # No tag at all.
-  clips.append(("e/untagged-test.mp3", [OTHER[21]]))  # No top-50 tag, test folder -> dropped.
-  clips.append(("2/corrupt.mp3", TOP[:3]))
-  clips.append(("4/missing.mp3", TOP[:3]))
-  return clips
+NUM_TAGS = fake.MTAT_NUM_TAGS
+TAGS = fake.MTAT_TAGS
+TOP = fake.MTAT_TOP
+_clips = fake.mtat_clips  # (mp3_path, tag columns); top-50 columns appear 8x each.
 
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("mtat_manual")
-  with open(root / "annotations_final.csv", "w", newline="") as f:
-    writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_ALL)
-    writer.writerow(["clip_id", *TAGS, "mp3_path"])
-    for clip_id, (path, tags) in enumerate(_clips()):
-      row = ["1" if j in tags else "0" for j in range(NUM_TAGS)]
-      writer.writerow([str(clip_id + 2), *row, path])
-      if "corrupt" in path:
-        util.write_corrupt(root / path)
-      elif "missing" not in path:
-        util.write_audio(root / path, seconds=0.25, sr=16000)
-  return root
+  return fake.write_mtat(tmp_path_factory.mktemp("mtat_manual"))
 
 
 def _vector(tags, columns):

@@ -4,41 +4,18 @@ import numpy as np
 import pytest
 
 from data_pipelines.builders import base
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
 
-SUBSET = "autotagging_instrument"
-NAMES = [f"instrument---i{i:02d}" for i in range(40)]
-SPLITS = {"train": range(0, 8), "validation": range(8, 11), "test": range(11, 14)}
-
-
-def _tracks():
-  """track number -> tags; every one of the 40 tags is used by some track."""
-  return {t: [NAMES[i] for i in range(40) if i % 14 == t] for t in range(14)}
-
-
-def _write_tsvs(split_dir, tracks, subset=SUBSET):
-  split_dir.mkdir(parents=True, exist_ok=True)
-  for split, numbers in SPLITS.items():
-    lines = ["TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS"]
-    for t in numbers:
-      lines.append("\t".join([f"track_{1000 + t:07d}", f"artist_{t:06d}", f"album_{t:06d}",
-                              f"{t:02d}/{1000 + t}.mp3", "200.5", *tracks[t]]))
-    (split_dir / f"{subset}-{split}.tsv").write_text("\n".join(lines) + "\n")
+NAMES = fake.MTG_NAMES  # The 40 instrument tags of the fake autotagging_instrument TSVs.
+SPLITS = fake.MTG_SPLITS
+_tracks = fake.mtg_tracks  # track number -> tags; every tag is used by some track.
+_write_tsvs = fake.write_mtg_tsvs
 
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory):
-  root = tmp_path_factory.mktemp("mtg_manual")
-  _write_tsvs(root / "data" / "splits" / "split-0", _tracks())
-  for t in range(14):
-    path = root / "audio" / f"{t:02d}" / f"{1000 + t}.mp3"
-    if t == 3:
-      util.write_corrupt(path)
-    elif t == 12:
-      util.write_audio(path.with_name(f"{1000 + t}.low.mp3"), sr=44100)  # Low-quality copy.
-    else:
-      util.write_audio(path, sr=44100)
-  return root
+  return fake.write_mtg_jamendo(tmp_path_factory.mktemp("mtg_manual"))
 
 
 def test_instrument_config(manual_dir, tmp_path):

@@ -6,29 +6,12 @@ import pytest
 
 from data_pipelines.builders import base
 from data_pipelines.builders import nsynth
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
 
-FAMILY = ["bass", "brass", "flute", "guitar", "keyboard", "mallet", "organ", "reed", "string",
-          "synth_lead", "vocal"]
-NOTES = {
-    "nsynth-valid": [("keyboard_acoustic_004-060-100", 60, 4), ("bass_synthetic_033-009-050", 9, 0),
-                     ("vocal_synthetic_003-120-127", 120, 10)],
-    "nsynth-test": [("guitar_electronic_022-061-075", 61, 3), ("reed_acoustic_011-045-127", 45, 7),
-                    ("brass_acoustic_046-070-127", 70, 1)],
-}
-
-
-def _write(root, notes, corrupt=()):
-  for folder, entries in notes.items():
-    meta = {}
-    for name, pitch, family in entries:
-      meta[name] = {"note_str": name, "pitch": pitch, "velocity": 100, "sample_rate": 16000,
-                    "instrument_family": family, "instrument_family_str": FAMILY[family],
-                    "instrument_source": 0, "instrument_source_str": "acoustic",
-                    "qualities": [0] * 10, "qualities_str": []}
-      path = root / folder / "audio" / f"{name}.wav"
-      util.write_corrupt(path) if name in corrupt else util.write_audio(path, sr=16000)
-    (root / folder / "examples.json").write_text(json.dumps(meta))
+FAMILY = fake.NSYNTH_FAMILY
+NOTES = fake.NSYNTH_NOTES  # Only nsynth-valid and nsynth-test.
+_write = fake.write_nsynth
 
 
 def test_pitch_names():

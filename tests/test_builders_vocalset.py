@@ -4,26 +4,14 @@ import pytest
 
 from data_pipelines import datasets
 from data_pipelines.builders import base
+from tests import fake_layouts as fake
 from tests import test_builders_util as util
-
-SINGERS = {"f2": "female2", "f10": "female10", "m3": "male3", "m5": "male5"}
-TECHNIQUES = {"arpeggios": ["belt", "vibrato"], "long_tones": ["straight", "vibrato"]}
 
 
 @pytest.fixture(scope="module")
 def manual_dir(tmp_path_factory):
   root = tmp_path_factory.mktemp("vocalset")
-  files = {}
-  for prefix, folder in SINGERS.items():
-    for context, techniques in TECHNIQUES.items():
-      for technique in techniques:
-        for vowel in ("a", "e"):
-          rel = f"FULL/{folder}/{context}/{technique}/{prefix}_{context}_{technique}_{vowel}.wav"
-          util.write_audio(root / rel, sr=44100)
-          files[rel] = (prefix, technique)
-  (root / "train_singers_technique.txt").write_text("female2\nmale3\n")
-  (root / "test_singers_technique.txt").write_text("female10\n")
-  return root, files
+  return root, fake.write_vocalset(root)
 
 
 def _all_examples(builder):

@@ -8,7 +8,6 @@ import pytest
 import soundfile as sf
 import soxr
 
-from configs import common
 from ssc_jax import checkpoint
 from ssc_jax import embed as embed_cli
 from ssc_jax import encoder_api
@@ -52,13 +51,10 @@ def calibrated_variables(model, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-  config = common.base_config()
-  config.model.width = 0.125
-  model = models.build_model(config.model)
-  variables = calibrated_variables(model)
+def exported(tmp_path_factory, small_encoder):
+  model_config, model, variables = small_encoder  # conftest: calibrated_variables, width 0.125.
   path = str(tmp_path_factory.mktemp("enc") / "encoder.msgpack")
-  checkpoint.export_variables(path, variables, config.model)
+  checkpoint.export_variables(path, variables, model_config)
   return path, model, jax.device_get(variables)
 
 

@@ -21,21 +21,17 @@ from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
 from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import probe
-from tests import test_eval_embed as embed_tests
 
 T = 59535
 DATASET = "synthetic_music/tiny"
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, small_encoder):
   root = tmp_path_factory.mktemp("probe_e2e")
-  config = common.base_config()
-  config.model.width = 0.125
-  model = models.build_model(config.model)
-  variables = embed_tests.calibrated_variables(model)
+  model_config, model, variables = small_encoder  # conftest: calibrated, width 0.125.
   path = str(root / "pretrain" / "encoder.msgpack")
-  checkpoint.export_variables(path, variables, config.model)
+  checkpoint.export_variables(path, variables, model_config)
   return {"root": root, "data_dir": str(root / "data"), "export": path, "model": model,
           "variables": variables}
 
