@@ -8,31 +8,32 @@ What is measured (one process, in this order):
 * **Consumption**: views/s of the project's jitted training step at the paper's default model
   (SampleCNN width 1.0, projection head, SemiSupCon loss, Adam, the default augmentation chain
   at severity 2; N = 2 views of T = 59,535 samples) on a pre-built device batch, B =
-  `--batch-size` items (default 16: B = 96 takes about a minute per step on 2 cores; views/s
-  hardly depends on B on a CPU).
+  `--batch-size` items (default 16: B = 96 takes 35-50 s per step on 2 cores; views/s hardly
+  depends on B on a CPU).
 * **Together**: the same step fed by the real pipeline through `parallel.prefetch_to_mesh`, in
   the loop of `ssc_jax/train.py` (the next batch is fetched while the previous step runs, the
-  metrics are read one step late), so tf.data threads and XLA share the cores. Timed as
-  prebuilt / fed / prebuilt blocks of `--steps` / 2, `--steps`, `--steps` / 2 steps. If the step
-  is not input-bound, the fed step takes as long as the pre-built one and the time spent waiting
-  in `next()` is near zero.
+  metrics are read one step late), so tf.data threads and XLA share the cores. Pre-built and
+  fed blocks of 2 steps alternate, `--steps` steps of each in all. If the step is not
+  input-bound, the fed step takes as long as the pre-built one and the time spent waiting in
+  `next()` is near zero.
 
 The config is `configs/mtat.py` (the paper's main setup: B = 96, b_s = 0.5, p_s = 1, shuffle
 buffer 1024 per pool) with its two sources replaced by the prepared folders below, and
-`data.cache_megabytes = 0`: MTAT (~20 GB) and FMA-medium (~30 GB) are far larger than the
-in-memory cache, so the real pipeline streams from the TFRecord files every epoch. (The files
-of this small dataset do sit in the OS page cache, so disk speed is not part of the figure.)
+`data.cache_megabytes = 0`: MTAT and FMA-medium take tens of GB as int16 at 22050 Hz, far
+more than the in-memory cache, so the real pipeline streams from the TFRecord files every
+epoch. (The files of this small dataset do sit in the OS page cache, so disk speed is not part
+of the figure.)
 
 Data. On first use the script writes `--clips` mono WAVs of `--seconds` s at 22050 Hz (a
 random tone plus noise), half with one of 50 class labels listed in a `labels.csv`
 (`audio_folder/labeled`, all in 'train'), half without (`audio_folder/unlabeled`, 90 % in
 'train'), and prepares both with the project's builders (int16 PCM, as every real dataset is
 stored) under `--data-dir` (default /tmp/ssc_bench_input). At the defaults, 400 clips of 30 s:
-about 530 MB of WAV plus 530 MB of TFRecords, and about a minute to prepare on 2 cores. Later
-runs reuse it.
+about 510 MB of WAV plus 510 MB of TFRecords, prepared in about 30 s on 2 cores. Later runs
+reuse it.
 
 Usage (from the repo root):
-  .venv/bin/python bench/input.py                              # ~4 min on 2 cores
+  .venv/bin/python bench/input.py                              # ~2 min on 2 cores
   .venv/bin/python bench/input.py --batches 5 --steps 2        # quick look
 """
 
@@ -43,7 +44,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ SAMPLE_RATE = 22050
 NUM_CLASSES = 50  # K of MTAT top-50 (here one class per clip, one-hot).
 LABELED, UNLABELED = "audio_folder/labeled", "audio_folder/unlabeled"
 GOAL = 3.0  # Input views/s ≥ GOAL × consumption (issue 4).
+BLOCK = 2  # Training steps per block; pre-built and fed blocks alternate.
 
 
 # ----------------------------------------------------------------------------------------------
@@ -204,15 +206,13 @@ def step_rates(config: Any, steps: int) -> dict[str, Any]:
   state, _, _ = train_loop(step, state, lambda: fixed, rng, 1)  # Compiles.
   out: dict[str, Any] = {"compile_s": time.perf_counter() - start, "prebuilt": [], "fed": [],
                          "fed_wait": []}
-  half = max(1, steps // 2)
-  for mode, n in (("prebuilt", half), ("fed", steps), ("prebuilt", steps - half)):
-    if not n:
-      continue
-    next_batch = (lambda: fixed) if mode == "prebuilt" else (lambda: next(fed))
-    state, times, waits = train_loop(step, state, next_batch, rng, n)
-    out[mode] += times
-    if mode == "fed":
-      out["fed_wait"] = waits
+  for first in range(0, steps, BLOCK):  # Alternating blocks: load changes hit both alike.
+    n = min(BLOCK, steps - first)
+    for mode, next_batch in (("prebuilt", lambda: fixed), ("fed", lambda: next(fed))):
+      state, times, waits = train_loop(step, state, next_batch, rng, n)
+      out[mode] += times
+      if mode == "fed":
+        out["fed_wait"] += waits
   return out
 
 
