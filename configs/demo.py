@@ -28,9 +28,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.learning_rate = 1e-3
   c.data.batch_size = 32
   c.data.labeled_share = 0.5
-  # No pitch shift: register, key and pitch classes are properties the probes measure, and views
-  # that differ in pitch would teach the encoder to ignore them.
-  c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "filtering", "delay")
+  # No pitch shift and no band filters: register, key and pitch classes are properties the
+  # probes measure, and views that differ in pitch or spectral balance would teach the encoder
+  # to ignore them.
+  c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "delay")
   c.train.total_steps = 300
   c.train.log_every_steps = 10
   c.train.checkpoint_every_steps = 100
