@@ -113,8 +113,9 @@ class PretrainPlan:
     labeled_per_host: labeled items per host batch (B_l / P).
     unlabeled_per_host: unlabeled items per host batch ((B − B_l) / P).
     num_labels: K, the width of 'labels' (the sum of `label_widths`).
-    label_keys: the label features read from the labeled source, concatenated in this order.
-    label_widths: the number of classes of each of `label_keys`.
+    label_keys: the label features read from the labeled source, concatenated in this order
+      (empty when no labeled source is used).
+    label_widths: the number of classes of each of `label_keys` ((1,) when there is none).
     labeled_parts: parts of the labeled pool (zero or one).
     unlabeled_parts: parts of the unlabeled pool (zero, one or two).
     num_views: N.
