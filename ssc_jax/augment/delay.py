@@ -54,19 +54,17 @@ def sample(key: jax.Array, settings: DelaySettings) -> DelayParams:
       pick(k_a, settings.attenuations, jnp.float32))
 
 
-def delay(x: jax.Array, params: DelayParams, max_repeats: int, max_delay: int) -> jax.Array:
+def delay(x: jax.Array, params: DelayParams, max_repeats: int) -> jax.Array:
   """Applies the echo to one view.
 
   Args:
     x: [T] float32.
     params: drawn delay, volume, repeats and attenuation.
     max_repeats: static upper bound of R.
-    max_delay: static upper bound of d.
 
   Returns:
     [T] float32.
   """
-  del max_delay  # Shifts past the view's end are masked whatever their size.
   length = x.shape[-1]
   t = jnp.arange(length)
   echo = jnp.zeros_like(x)

@@ -76,9 +76,8 @@ def complex_gaussian(key: jax.Array, n: int) -> jax.Array:
   return jnp.stack([radius * c, radius * s])
 
 
-def sample(key: jax.Array, settings: NoiseSettings, sample_rate: int) -> NoiseParams:
+def sample(key: jax.Array, settings: NoiseSettings) -> NoiseParams:
   """Draws the SNR, the decay and the key of the white noise spectrum (one view)."""
-  del sample_rate  # The spectrum's size; it is generated in `colored_noise`.
   k_snr, k_decay, k_white = jax.random.split(key, 3)
   return NoiseParams(
       jax.random.uniform(k_snr, (), jnp.float32, settings.min_snr_db, settings.max_snr_db),

@@ -61,7 +61,7 @@ def _polarity(st: S, sr: int) -> chain.Transform:
 
 def _noise(st: S, sr: int) -> chain.Transform:
   n = st.colored_noise
-  return _leaf("colored_noise", n.p, lambda k: noise.sample(k, n, sr),
+  return _leaf("colored_noise", n.p, lambda k: noise.sample(k, n),
                lambda x, prm: noise.colored_noise(x, prm, sr), skippable=True,
                branch_views=_FFT_BRANCH_VIEWS)
 
@@ -95,7 +95,7 @@ def _pitch(st: S, sr: int) -> chain.Transform:
 def _delay(st: S, sr: int) -> chain.Transform:
   d = st.delay
   return _leaf("delay", d.p, lambda k: delay_lib.sample(k, d),
-               lambda x, prm: delay_lib.delay(x, prm, max(max(d.repeats), 1), d.max_samples))
+               lambda x, prm: delay_lib.delay(x, prm, max(max(d.repeats), 1)))
 
 
 def _timestretch(st: S, sr: int) -> chain.Transform:
