@@ -6,15 +6,20 @@ from the previous complete step. Running the same command again resumes automati
 
 The export is one msgpack file holding plain nested dicts:
   {'params': {'encoder': ..., 'head': ...}, 'batch_stats': {'encoder': ...},
-   'ssc_jax': {'format': 'ssc_jax.encoder/1', 'model_config': '<json>'}}
+   'ssc_jax': {'format': 'ssc_jax.encoder/1', 'model_config': '<json>', 'card': '<json>'}}
+The card (`model_card`) makes the file usable alone: sample rate, view length, model kind and
+sizes, dtype, version, and where the weights came from. Exports written before cards existed
+have no 'card' entry; `read_export` warns about them.
 `flax.serialization.msgpack_restore(open(path, 'rb').read())` reads it without ssc_jax;
-`load_exported(path)` also rebuilds the Flax module for inference.
+`read_export(path)` is the one reader; `load_exported(path)` also rebuilds the Flax module.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import warnings
 from typing import Any
 
 import flax.serialization
@@ -74,18 +79,52 @@ class Checkpointer:
     self._manager.close()
 
 
+def model_card(model_config: ml_collections.ConfigDict, *, sample_rate: int, view_length: int,
+               training: dict[str, Any] | None = None,
+               source: dict[str, Any] | None = None) -> dict[str, Any]:
+  """What an exported encoder needs to be used alone (stored in every export).
+
+  Args:
+    model_config: the `config.model` section that builds the module.
+    sample_rate: Hz of the audio the encoder expects.
+    view_length: T, samples per view (the chunk length for embeddings).
+    training: for weights trained here, e.g. {'datasets': [...], 'steps': int}.
+    source: for converted weights, e.g. {'path', 'sha256', 'format'}.
+
+  Returns:
+    A JSON-serialisable dict: encoder, width, sample_rate, view_length, projection_hidden,
+    projection_dim, dtype, ssc_jax_version, training, source.
+  """
+  import ssc_jax  # pylint: disable=g-import-not-at-top
+  return {
+      "encoder": model_config.encoder, "width": float(model_config.width),
+      "sample_rate": int(sample_rate), "view_length": int(view_length),
+      "projection_hidden": int(model_config.projection_hidden),
+      "projection_dim": int(model_config.projection_dim),
+      "dtype": str(model_config.get("dtype", "float32")),
+      "ssc_jax_version": ssc_jax.__version__, "training": training, "source": source,
+  }
+
+
 def export_variables(path: str, variables: dict[str, Any],
-                     model_config: ml_collections.ConfigDict) -> None:
-  """Writes encoder+head variables and the model config to one msgpack file.
+                     model_config: ml_collections.ConfigDict, *, sample_rate: int,
+                     view_length: int, training: dict[str, Any] | None = None,
+                     source: dict[str, Any] | None = None) -> None:
+  """Writes encoder+head variables, the model config and the model card to one msgpack file.
 
   Args:
     path: output file (its directory is created).
     variables: {'params': ..., 'batch_stats': ...} as used by `models.SemiSupConModel`.
     model_config: the `config.model` section that builds the module.
+    sample_rate, view_length, training, source: the card's fields (see `model_card`).
   """
+  models.check_view_length(model_config.encoder, view_length)
+  card = model_card(model_config, sample_rate=sample_rate, view_length=view_length,
+                    training=training, source=source)
   tree = jax.tree.map(np.asarray, jax.device_get(
       {"params": variables["params"], "batch_stats": variables["batch_stats"]}))
-  tree["ssc_jax"] = {"format": EXPORT_FORMAT, "model_config": model_config.to_json()}
+  tree["ssc_jax"] = {"format": EXPORT_FORMAT, "model_config": model_config.to_json(),
+                     "card": json.dumps(card)}
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "wb") as f:
@@ -93,21 +132,55 @@ def export_variables(path: str, variables: dict[str, Any],
   os.replace(tmp, path)
 
 
-def load_exported(path: str) -> tuple[models.SemiSupConModel, dict[str, Any]]:
-  """Rebuilds the model and its variables from an `export_variables` file.
+@dataclasses.dataclass
+class Exported:
+  """An export file's contents.
 
-  Returns:
-    (model, variables) where `model.apply(variables, audio, method=model.embed)` gives the
-    512-d representation of audio [B, T] at 22050 Hz.
+  Attributes:
+    model_config: the `config.model` section that rebuilds the module.
+    variables: {'params', 'batch_stats'} as host NumPy arrays.
+    card: the model card (`model_card`), or None for an export written before cards existed.
+  """
+  model_config: ml_collections.ConfigDict
+  variables: dict[str, Any]
+  card: dict[str, Any] | None
+
+
+def read_export(path: str) -> Exported:
+  """Reads an `export_variables` file (the one reader of exports).
+
+  Warns (UserWarning) when the file has no model card.
 
   Raises:
     ValueError: if the file is not an ssc_jax export.
   """
   with open(path, "rb") as f:
-    tree = flax.serialization.msgpack_restore(f.read())
+    try:
+      tree = flax.serialization.msgpack_restore(f.read())
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
   meta = tree.get("ssc_jax") if isinstance(tree, dict) else None
   if not meta or meta.get("format") != EXPORT_FORMAT:
     raise ValueError(f"{path}: not an ssc_jax encoder export (expected format {EXPORT_FORMAT}).")
   model_config = ml_collections.ConfigDict(json.loads(meta["model_config"]))
-  return models.build_model(model_config), {"params": tree["params"],
-                                            "batch_stats": tree["batch_stats"]}
+  card = json.loads(meta["card"]) if "card" in meta else None
+  if card is None:
+    warnings.warn(f"{path}: exported before model cards existed; its sample rate and view "
+                  "length are not recorded in the file. Re-export it to add a card.",
+                  UserWarning, stacklevel=2)
+  return Exported(model_config, {"params": tree["params"], "batch_stats": tree["batch_stats"]},
+                  card)
+
+
+def load_exported(path: str) -> tuple[models.SemiSupConModel, dict[str, Any]]:
+  """Rebuilds the model and its variables from an `export_variables` file.
+
+  Returns:
+    (model, variables) where `model.apply(variables, audio, method=model.embed)` gives the
+    representation of audio [B, T] at the card's sample rate (`read_export(path).card`).
+
+  Raises:
+    ValueError: if the file is not an ssc_jax export.
+  """
+  exported = read_export(path)
+  return models.build_model(exported.model_config), exported.variables

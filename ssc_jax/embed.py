@@ -2,18 +2,23 @@
 
   python -m ssc_jax.embed --params=workdirs/demo/encoder.msgpack music/ song.mp3 --out=emb.npz
   python -m ssc_jax.embed --workdir=workdirs/demo music/ --out=emb.csv
+  python -m ssc_jax.embed --params=encoder.msgpack --layers=4,7,10 --projection music/ --out=e.npz
 
 Each file (any format soundfile or librosa reads, any sample rate, mono or multi-channel) is
-mixed to mono, resampled to the encoder's rate, cut into consecutive 2.7 s chunks (at most
---max_chunks, the first ones) and encoded in inference mode; chunks of many files share fixed-
-size jitted batches. Folders are searched recursively for audio extensions. Files that cannot
+mixed to mono, resampled to the sample rate in the encoder's model card, cut into consecutive
+chunks of the card's view length (2.7 s for SemiSupCon; at most --max_chunks, the first ones)
+and encoded in inference mode on every local device; chunks of many files share fixed-size
+jitted batches. --layers adds the chunk-mean of chosen encoder blocks' channel means over time
+(SampleCNN blocks 0-10, TUNe+ 1-18); --projection adds the projection head's output. Folders are searched recursively for audio extensions. Files that cannot
 be read are reported on stderr, listed in the output, and skipped.
 
 Output (by the extension of --out):
   .npz  embeddings [n, D] float32, paths [n], num_chunks [n], duration_s [n],
-        skipped_paths [m], skipped_reasons [m], source, sample_rate, view_length;
-  .csv  a header `path,num_chunks,duration_s,e0,...,e{D-1}` and one row per file; skipped files
-        go to `<out>.skipped.tsv`.
+        skipped_paths [m], skipped_reasons [m], source, sample_rate, view_length, and
+        layer{i} [n, C_i] per --layers entry and projection [n, P] with --projection;
+  .csv  a header `path,num_chunks,duration_s,e0,...,e{D-1}` (then `layer{i}_0,...` and
+        `projection_0,...` columns) and one row per file; skipped files go to
+        `<out>.skipped.tsv`.
 Exit status 1 if no file could be embedded.
 """
 
@@ -29,16 +34,22 @@ from collections.abc import Iterator, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import auto as tqdm  # noqa: E402
 
-from ssc_jax import parallel  # noqa: E402
+from ssc_jax import models  # noqa: E402
 from ssc_jax.evaluation import audio_files  # noqa: E402
 from ssc_jax.evaluation import embed as embed_lib  # noqa: E402
 from ssc_jax.evaluation import pretrained  # noqa: E402
 
 OUTPUT_FORMATS = (".npz", ".csv")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+  try:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,6 +62,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--batch_size", type=int, default=32, help="chunks per encoder call")
   parser.add_argument("--max_chunks", type=int, default=64, help="leading chunks per file")
   parser.add_argument("--num_workers", type=int, default=4, help="audio decoding threads")
+  parser.add_argument("--layers", type=_int_list, default=(),
+                      help="comma-separated encoder blocks whose channel means to add, e.g. 4,7,10")
+  parser.add_argument("--projection", action="store_true", help="add the projection output")
   parser.add_argument("paths", nargs="+", help="audio files and folders")
   args = parser.parse_args(argv)
   if os.path.splitext(args.out)[1].lower() not in OUTPUT_FORMATS:
@@ -87,6 +101,7 @@ def _decoded(paths: Sequence[str], rate: int, workers: int
 
 def embed_files(encoder: pretrained.PretrainedEncoder, paths: Sequence[str], *,
                 batch_size: int = 32, max_chunks: int = 64, num_workers: int = 4,
+                layers: Sequence[int] = (), projection: bool = False,
                 progress: bool | None = None) -> dict[str, object]:
   """Embeds audio files; unreadable ones are reported on stderr and skipped.
 
@@ -96,18 +111,18 @@ def embed_files(encoder: pretrained.PretrainedEncoder, paths: Sequence[str], *,
     batch_size: chunks per jitted call (rounded up to a multiple of the local devices).
     max_chunks: leading chunks averaged per file.
     num_workers: decoding threads.
+    layers: encoder blocks whose channel means are added (`models.encoder_blocks`).
+    projection: add the projection head's output.
     progress: show a progress bar (None: only on a terminal).
 
   Returns:
     {'embeddings' [n, D], 'paths' [n], 'num_chunks' [n], 'duration_s' [n],
-     'skipped' list of (path, reason)}.
+     'skipped' list of (path, reason), 'extra' {name: [n, dim]} for layers and projection}.
   """
+  layers = models.check_layers(encoder.model_config.encoder, layers)
   files = audio_files.list_audio_files(paths)
-  devices = jax.local_devices()
-  batch_size = -(-batch_size // len(devices)) * len(devices)
-  mesh = parallel.make_mesh(devices) if len(devices) > 1 else None
-  embedder = embed_lib.ChunkEmbedder(encoder.model, encoder.variables, batch_size=batch_size,
-                                     mesh=mesh)
+  embedder = embed_lib.local_embedder(encoder.model, encoder.variables, batch_size=batch_size,
+                                      layers=layers, projection=projection)
   skipped: list[tuple[str, str]] = []
   durations: dict[str, float] = {}
   bar = tqdm.tqdm(total=len(files), unit="file", desc="embed", disable=progress is False or (
@@ -125,14 +140,19 @@ def embed_files(encoder: pretrained.PretrainedEncoder, paths: Sequence[str], *,
 
   out_paths, out_h, out_chunks = [], [], []
   for path, h, n in embed_lib.iter_track_embeddings(
-      embedder, readable(), encoder.view_length, max_chunks=max_chunks, batch_size=batch_size):
+      embedder, readable(), encoder.view_length, max_chunks=max_chunks,
+      batch_size=embedder.batch_size):
     out_paths.append(path)
     out_h.append(h)
     out_chunks.append(n)
     bar.update(1)
   bar.close()
-  dim = encoder.embedding_dim
-  return {"embeddings": np.stack(out_h) if out_h else np.zeros((0, dim), np.float32),
+  if out_h:
+    parts = embedder.split(np.stack(out_h))
+  else:  # Nothing embedded: empty arrays (block widths unknown without a forward pass).
+    parts = {name: np.zeros((0, 0), np.float32) for name in embedder.names}
+    parts["embedding"] = np.zeros((0, encoder.embedding_dim), np.float32)
+  return {"embeddings": parts.pop("embedding"), "extra": parts,
           "paths": out_paths, "num_chunks": np.asarray(out_chunks, np.int64),
           "duration_s": np.asarray([durations[p] for p in out_paths], np.float64),
           "skipped": skipped}
@@ -150,14 +170,16 @@ def write_output(path: str, result: dict[str, object], encoder: pretrained.Pretr
              skipped_paths=np.asarray([p for p, _ in skipped], str),
              skipped_reasons=np.asarray([r for _, r in skipped], str),
              source=np.asarray(encoder.source), sample_rate=encoder.sample_rate,
-             view_length=encoder.view_length)
+             view_length=encoder.view_length, **result["extra"])
     return
   with open(path, "w", newline="") as f:
     writer = csv.writer(f)
-    dim = result["embeddings"].shape[1]
-    writer.writerow(["path", "num_chunks", "duration_s"] + [f"e{i}" for i in range(dim)])
-    for p, n, d, h in zip(result["paths"], result["num_chunks"], result["duration_s"],
-                          result["embeddings"]):
+    extra = result["extra"]
+    columns = [f"e{i}" for i in range(result["embeddings"].shape[1])]
+    columns += [f"{name}_{j}" for name, v in extra.items() for j in range(v.shape[1])]
+    values = np.concatenate([result["embeddings"]] + list(extra.values()), axis=1)
+    writer.writerow(["path", "num_chunks", "duration_s"] + columns)
+    for p, n, d, h in zip(result["paths"], result["num_chunks"], result["duration_s"], values):
       writer.writerow([p, int(n), f"{d:.3f}"] + [f"{v:.7g}" for v in h])
   if skipped:
     with open(path + ".skipped.tsv", "w") as f:
@@ -169,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parse_args(argv)
   encoder = pretrained.load_pretrained(args.params or args.workdir)
   result = embed_files(encoder, args.paths, batch_size=args.batch_size,
-                       max_chunks=args.max_chunks, num_workers=args.num_workers)
+                       max_chunks=args.max_chunks, num_workers=args.num_workers,
+                       layers=args.layers, projection=args.projection)
   write_output(args.out, result, encoder)
   n, m = len(result["paths"]), len(result["skipped"])
   print(f"Embedded {n} file(s) ({result['embeddings'].shape[1]}-d) to {args.out}; "

@@ -225,7 +225,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # ---------------------------------------------------------------- export & evaluate ---
   export_path = os.path.join(workdir, "encoder.msgpack")
   if jax.process_index() == 0:
-    checkpoint.export_variables(export_path, state.variables, config.model)
+    checkpoint.export_variables(
+        export_path, state.variables, config.model, sample_rate=config.data.sample_rate,
+        view_length=config.data.view_length,
+        training={"datasets": [d for d in (config.data.labeled, config.data.unlabeled) if d],
+                  "steps": int(jax.device_get(state.step))})
     logging.info("Exported encoder + head to %s.", export_path)
   if config.evaluate.linear_probe:
     from ssc_jax.evaluation import linear_probe  # pylint: disable=g-import-not-at-top

@@ -47,14 +47,23 @@ def split_into_chunks(audio: np.ndarray, view_length: int, max_chunks: int = 64)
   return np.asarray(audio[:n * view_length], np.float32).reshape(n, view_length)
 
 
+def _jit_on_mesh(forward: Callable[..., Any], mesh: jax.sharding.Mesh | None
+                 ) -> Callable[..., Any]:
+  """jit(forward(variables, audio)); with a mesh the batch is sharded on 'data' and the
+  outputs are replicated (every process gets every row, as multi-host evaluation needs)."""
+  if mesh is None:
+    return jax.jit(forward)
+  return jax.jit(forward, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
+                 out_shardings=parallel.replicated(mesh))
+
+
 def make_embed_fn(model: models.SemiSupConModel, mesh: jax.sharding.Mesh | None = None, *,
                   project: bool = False) -> Callable[..., Any]:
   """Jitted encoder forward in inference mode.
 
   Args:
     model: the SemiSupCon model.
-    mesh: if given, the batch is sharded on 'data' and the outputs are replicated (every
-      process gets every row, which is what multi-host evaluation needs).
+    mesh: if given, the batch is sharded on 'data' and the outputs are replicated.
     project: also return the unit-norm projections ẑ = z / |z| (for prototypes).
 
   Returns:
@@ -68,10 +77,45 @@ def make_embed_fn(model: models.SemiSupConModel, mesh: jax.sharding.Mesh | None 
     z = z.astype(jnp.float32)
     return h, z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
 
-  if mesh is None:
-    return jax.jit(forward)
-  return jax.jit(forward, in_shardings=(parallel.replicated(mesh), parallel.batch_sharding(mesh)),
-                 out_shardings=parallel.replicated(mesh))
+  return _jit_on_mesh(forward, mesh)
+
+
+def output_names(layers: Sequence[int] = (), projection: bool = False) -> list[str]:
+  """Names of the outputs `make_outputs_fn` returns, in order."""
+  return (["embedding"] + [f"layer{i}" for i in layers]
+          + (["projection"] if projection else []))
+
+
+def make_outputs_fn(model: models.SemiSupConModel, mesh: jax.sharding.Mesh | None = None, *,
+                    layers: Sequence[int] = (), projection: bool = False) -> Callable[..., Any]:
+  """Jitted inference forward returning the representation, chosen blocks and projection.
+
+  Args:
+    model: the SemiSupCon model.
+    mesh: optional device mesh (see `make_embed_fn`).
+    layers: encoder block indices (`models.encoder_blocks`) whose channel means over time are
+      returned.
+    projection: also return the projection head's output z (not normalised).
+
+  Returns:
+    fn(variables, audio [B, T]) -> list of [B, dim] float32 arrays, one per name in
+    `output_names(layers, projection)`.
+  """
+  layers = tuple(layers)
+  if projection and model.head is None:
+    raise ValueError("projection requested, but the model has no projection head (it was "
+                     "converted from a checkpoint without one).")
+
+  def forward(variables, audio):
+    out, state = model.apply(variables, audio, train=False,
+                             method=None if projection else model.embed,
+                             mutable=["intermediates"])
+    h, z = out if projection else (out, None)
+    blocks = state["intermediates"]["encoder"] if layers else {}
+    values = [h] + [blocks[f"layer{i}"][0] for i in layers] + ([z] if projection else [])
+    return [v.astype(jnp.float32) for v in values]
+
+  return _jit_on_mesh(forward, mesh)
 
 
 def replicate(variables: Any, mesh: jax.sharding.Mesh | None) -> Any:
@@ -84,26 +128,34 @@ def replicate(variables: Any, mesh: jax.sharding.Mesh | None) -> Any:
 class ChunkEmbedder:
   """Embeds host chunks [n, T] in fixed-size jitted batches (one compilation).
 
+  With `layers` or `projection`, each row is the concatenation of the outputs named by
+  `names` (representation first); `split` cuts rows (or their means) back into named arrays.
+
   Args:
     model: the SemiSupCon model.
     variables: its {'params', 'batch_stats'}; never modified.
     batch_size: chunks per call; with a mesh it must divide by the mesh size.
     mesh: optional device mesh (single process) to shard each batch over.
+    layers: encoder blocks whose channel means are appended (see `make_outputs_fn`).
+    projection: append the projection output.
   """
 
   def __init__(self, model: models.SemiSupConModel, variables: Any, *, batch_size: int = 32,
-               mesh: jax.sharding.Mesh | None = None):
+               mesh: jax.sharding.Mesh | None = None, layers: Sequence[int] = (),
+               projection: bool = False):
     if batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     if mesh is not None and batch_size % mesh.size:
       raise ValueError(f"batch_size {batch_size} is not a multiple of the {mesh.size} devices.")
     self.batch_size = batch_size
+    self.names = output_names(layers, projection)
+    self._sizes: list[int] | None = None
     self._mesh = mesh
-    self._fn = make_embed_fn(model, mesh)
+    self._fn = make_outputs_fn(model, mesh, layers=layers, projection=projection)
     self._variables = replicate(variables, mesh)
 
   def __call__(self, chunks: np.ndarray) -> np.ndarray:
-    """chunks: [n, T] float32 -> [n, D] float32 (NumPy)."""
+    """chunks: [n, T] float32 -> [n, total output size] float32 (NumPy)."""
     chunks = np.asarray(chunks, np.float32)
     outputs = []
     for start in range(0, len(chunks), self.batch_size):
@@ -112,10 +164,29 @@ class ChunkEmbedder:
       batch = np.pad(batch, ((0, self.batch_size - real), (0, 0)))
       if self._mesh is not None:
         batch = jax.device_put(batch, parallel.batch_sharding(self._mesh))
-      outputs.append(np.asarray(self._fn(self._variables, batch))[:real])
+      parts = [np.asarray(v) for v in self._fn(self._variables, batch)]
+      self._sizes = [p.shape[-1] for p in parts]
+      outputs.append(np.concatenate(parts, axis=-1)[:real])
     if not outputs:
       raise ValueError("no chunks to embed.")
     return np.concatenate(outputs)
+
+  def split(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Cuts rows [..., total] of `__call__`'s output into {name: [..., dim]}."""
+    if self._sizes is None:
+      raise ValueError("split() needs one call first (output sizes are not known yet).")
+    cuts = np.cumsum(self._sizes)[:-1]
+    return dict(zip(self.names, np.split(rows, cuts, axis=-1)))
+
+
+def local_embedder(model: models.SemiSupConModel, variables: Any, *, batch_size: int = 32,
+                   layers: Sequence[int] = (), projection: bool = False) -> ChunkEmbedder:
+  """A ChunkEmbedder over every local device (batch_size rounded up to a multiple of them)."""
+  devices = jax.local_devices()
+  batch_size = -(-batch_size // len(devices)) * len(devices)
+  mesh = parallel.make_mesh(devices) if len(devices) > 1 else None
+  return ChunkEmbedder(model, variables, batch_size=batch_size, mesh=mesh, layers=layers,
+                       projection=projection)
 
 
 def iter_track_embeddings(embedder: Callable[[np.ndarray], np.ndarray],

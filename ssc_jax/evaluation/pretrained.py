@@ -6,8 +6,9 @@ Accepted paths:
 * a pretraining workdir: its `encoder.msgpack` if present (written at the end of pretraining),
   else the newest Orbax checkpoint in `<workdir>/checkpoints`, rebuilt from `config.json`
   (so a run that is still going, or was stopped, can be probed too).
-The sample rate and view length come from the workdir's `config.json` when there is one
-(next to the msgpack file, or in the workdir); otherwise 22050 Hz and 59535 samples.
+The sample rate and view length come from the export's model card. An export written before
+cards existed falls back, with a warning naming the values, to the `config.json` next to it,
+else 22050 Hz and 59535 samples; a workdir checkpoint uses the workdir's `config.json`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import json
 import os
 from typing import Any
 
-import flax.serialization
+import warnings
+
 import jax
 import ml_collections
 
@@ -41,6 +43,8 @@ class PretrainedEncoder:
     sample_rate: Hz of the audio it was trained on.
     view_length: samples per view in pretraining (the default chunk length).
     source: the file or checkpoint it was read from.
+    card: the export's model card (`checkpoint.model_card`), None for a checkpoint or an old
+      export.
   """
   model: models.SemiSupConModel
   variables: dict[str, Any]
@@ -48,6 +52,7 @@ class PretrainedEncoder:
   sample_rate: int
   view_length: int
   source: str
+  card: dict[str, Any] | None = None
 
   @property
   def embedding_dim(self) -> int:
@@ -111,11 +116,20 @@ def load_pretrained(path: str) -> PretrainedEncoder:
                      "or encoder.msgpack>.")
   path = os.path.expanduser(path)
   if os.path.isfile(path):
-    model_config, variables = _load_export(path)
-    model = models.build_model(model_config)
-    config = _read_config(os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME))
-    sample_rate, view_length = _data_settings(config)
-    return PretrainedEncoder(model, variables, model_config, sample_rate, view_length, path)
+    exported = checkpoint.read_export(path)
+    model = models.build_model(exported.model_config)
+    if exported.card is not None:
+      sample_rate, view_length = exported.card["sample_rate"], exported.card["view_length"]
+    else:
+      config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
+      config = _read_config(config_path)
+      sample_rate, view_length = _data_settings(config)
+      warnings.warn(f"{path}: no model card; using sample rate {sample_rate} Hz and view length "
+                    f"{view_length} samples from "
+                    f"{config_path if config else 'the SemiSupCon defaults'}.", UserWarning,
+                    stacklevel=2)
+    return PretrainedEncoder(model, exported.variables, exported.model_config, sample_rate,
+                             view_length, path, exported.card)
   if not os.path.isdir(path):
     raise FileNotFoundError(f"pretrained encoder {path!r}: no such file or directory.")
   export = os.path.join(path, EXPORT_NAME)
@@ -129,18 +143,3 @@ def load_pretrained(path: str) -> PretrainedEncoder:
   sample_rate, view_length = _data_settings(config)
   return PretrainedEncoder(models.build_model(config.model), variables, config.model,
                            sample_rate, view_length, f"{path} (checkpoint step {step})")
-
-
-def _load_export(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
-  """Reads an `export_variables` file once: (model config, variables)."""
-  with open(path, "rb") as f:
-    try:
-      tree = flax.serialization.msgpack_restore(f.read())
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
-  meta = tree.get("ssc_jax") if isinstance(tree, dict) else None
-  if not meta or meta.get("format") != checkpoint.EXPORT_FORMAT:
-    raise ValueError(f"{path}: not an ssc_jax encoder export (expected format "
-                     f"{checkpoint.EXPORT_FORMAT}).")
-  model_config = ml_collections.ConfigDict(json.loads(meta["model_config"]))
-  return model_config, {"params": tree["params"], "batch_stats": tree["batch_stats"]}

@@ -27,13 +27,14 @@ from ssc_jax.models.tune import TunePlus
 
 __all__ = [
     "ENCODERS", "ProjectionHead", "SampleCNN", "SemiSupConModel", "TunePlus", "build_encoder",
-    "build_model", "check_view_length", "encoder_output_dim", "init_variables",
+    "build_model", "check_layers", "check_view_length", "encoder_blocks", "encoder_output_dim",
+    "init_variables",
 ]
 
-# Encoder name (config `model.encoder`) → (module class, view-length check).
-ENCODERS: dict[str, tuple[type[nn.Module], Any]] = {
-    "samplecnn": (SampleCNN, samplecnn.check_view_length),
-    "tuneplus": (TunePlus, tune.check_view_length),
+# Encoder name (config `model.encoder`) → (module class, view-length check, block indices).
+ENCODERS: dict[str, tuple[type[nn.Module], Any, tuple[int, ...]]] = {
+    "samplecnn": (SampleCNN, samplecnn.check_view_length, samplecnn.BLOCKS),
+    "tuneplus": (TunePlus, tune.check_view_length, tune.BLOCKS),
 }
 
 
@@ -42,11 +43,12 @@ class SemiSupConModel(nn.Module):
 
   Attributes:
     encoder: maps audio [B, T] (with a `train` flag) to h [B, D].
-    head: maps h [B, D] to z [B, P].
+    head: maps h [B, D] to z [B, P]; None for an encoder converted without its projector
+      (`model.projection_dim = 0`), which can embed but not project.
   """
 
   encoder: nn.Module
-  head: nn.Module
+  head: nn.Module | None
 
   def __call__(self, audio: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     """Encodes and projects.
@@ -59,6 +61,8 @@ class SemiSupConModel(nn.Module):
       h: [B, D] float32 representation (what downstream tasks use).
       z: [B, P] float32 projection (what the contrastive loss uses).
     """
+    if self.head is None:
+      raise ValueError("this model has no projection head (model.projection_dim = 0).")
     h = self.encoder(audio, train=train)
     return h, self.head(h)
 
@@ -99,21 +103,41 @@ def build_model(model_config: ml_collections.ConfigDict) -> SemiSupConModel:
 
   Args:
     model_config: ConfigDict with `encoder` (str), `width` (float), `projection_hidden` (int),
-      `projection_dim` (int) and optionally `dtype` (compute dtype name, e.g. "bfloat16").
+      `projection_dim` (int; 0 = no head) and optionally `dtype` (compute dtype name, e.g.
+      "bfloat16").
 
   Returns:
     The (unbound) SemiSupConModel.
   """
   dtype = _dtype(model_config.get("dtype", None))
   encoder = build_encoder(model_config.encoder, width=model_config.width, dtype=dtype)
-  head = ProjectionHead(hidden=model_config.projection_hidden,
-                        features=model_config.projection_dim, dtype=dtype)
+  head = None
+  if model_config.projection_dim:
+    head = ProjectionHead(hidden=model_config.projection_hidden,
+                          features=model_config.projection_dim, dtype=dtype)
   return SemiSupConModel(encoder=encoder, head=head)
 
 
 def encoder_output_dim(model_config: ml_collections.ConfigDict) -> int:
   """D, the size of the representation h that `build_model(model_config)` produces."""
   return build_encoder(model_config.encoder, width=model_config.width).output_dim
+
+
+def encoder_blocks(name: str) -> tuple[int, ...]:
+  """Block indices of encoder `name` whose channel means can be returned as `layers`."""
+  if name not in ENCODERS:
+    raise ValueError(f"unknown model.encoder {name!r}; valid: {sorted(ENCODERS)}")
+  return ENCODERS[name][2]
+
+
+def check_layers(name: str, layers: Any) -> tuple[int, ...]:
+  """Returns `layers` as a tuple of ints; raises ValueError naming those encoder `name` lacks."""
+  layers = tuple(int(i) for i in layers)
+  blocks = encoder_blocks(name)
+  bad = [i for i in layers if i not in blocks]
+  if bad:
+    raise ValueError(f"layers {bad} do not exist: {name}'s blocks are {blocks[0]}..{blocks[-1]}.")
+  return layers
 
 
 def check_view_length(name: str, num_samples: int) -> None:

@@ -299,6 +299,16 @@ def avg_pool1d(x: jax.Array, window: int = 3) -> jax.Array:
   return jnp.mean(_fold(x, window), axis=2)
 
 
+def sow_channel_mean(module: nn.Module, name: str, y: jax.Array) -> None:
+  """Records block output y [B, L, C]'s mean over L ([B, C] float32) as intermediate `name`.
+
+  Only computed when the caller applies with `mutable=['intermediates']` (layer-wise
+  embeddings); otherwise nothing is traced.
+  """
+  if module.is_mutable_collection("intermediates"):
+    module.sow("intermediates", name, jnp.mean(y.astype(jnp.float32), axis=1))
+
+
 def scaled_channels(channels: int, width: float) -> int:
   """A channel count scaled by a width multiplier: max(1, round(channels·width))."""
   return max(1, round(channels * width))

@@ -22,6 +22,8 @@ from ssc_jax.models import layers
 
 # Output channels of conv0..conv10 at width 1.0 (spec §3.1 table).
 CHANNELS: tuple[int, ...] = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512)
+# Block indices (conv{i} + bn{i} + ReLU [+ pool]) whose channel means `layers` can select.
+BLOCKS: tuple[int, ...] = tuple(range(len(CHANNELS)))
 # Blocks followed by MaxPool(3, 3).
 POOLED: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 MIN_LENGTH = 3**10  # 59049: shortest input whose output length is 1.
@@ -51,6 +53,10 @@ class SampleCNN(nn.Module):
 
   Submodules: `conv0..conv10` (`Conv1d`, kernel [3, in, out] + bias) and `bn0..bn10`
   (`TorchBatchNorm`).
+
+  Intermediates (when applied with `mutable=['intermediates']`): `layer{i}` for i in `BLOCKS`,
+  the channel-wise mean over time [B, C_i] float32 of block i's output (after its ReLU and
+  pool); `layer10` equals the representation.
   """
 
   width: float = 1.0
@@ -90,5 +96,6 @@ class SampleCNN(nn.Module):
       y = nn.relu(y)
       if i in POOLED:
         y = layers.max_pool1d(y, 3)
+      layers.sow_channel_mean(self, f"layer{i}", y)
     # y: [B, 1, D]
     return y.reshape(y.shape[0], -1).astype(jnp.float32)

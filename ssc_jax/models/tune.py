@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from ssc_jax.models import layers
 
 OUTPUT_CHANNELS = 512  # Channels of c18 (and the representation) at width 1.0.
+BLOCKS: tuple[int, ...] = tuple(range(1, 19))  # block1..block18, selectable as `layers`.
 MIN_LENGTH = 3**10  # 59049.
 MAX_LENGTH = 81 * ((2 * 3**10 - 1) // 81)  # 118017: largest multiple of 81 with output length 1.
 
@@ -73,6 +74,11 @@ class TunePlus(nn.Module):
 
   Submodules: `block1..block18` (`ConvBlock`, each with `conv` and `bn`) and `up6..up9`
   (`ConvTranspose1d` feeding blocks 6–9).
+
+  Intermediates (when applied with `mutable=['intermediates']`): `layer{i}` for i in `BLOCKS`,
+  the channel-wise mean over time [B, C_i] float32 of ConvBlock i's output (before any pool);
+  `layer18` equals the representation whenever block 18 has exactly 3 frames (T < 4·3^9,
+  e.g. 59535), as the final AvgPool1d(3) then averages all of them.
   """
 
   channels: int = 11
@@ -106,7 +112,9 @@ class TunePlus(nn.Module):
     pool = layers.max_pool1d
 
     def block(i: int, features: int, y: jax.Array) -> jax.Array:
-      return ConvBlock(features, dtype=self.dtype, name=f"block{i}")(y, train)
+      out = ConvBlock(features, dtype=self.dtype, name=f"block{i}")(y, train)
+      layers.sow_channel_mean(self, f"layer{i}", out)
+      return out
 
     def up(i: int, features: int, y: jax.Array) -> jax.Array:
       return layers.ConvTranspose1d(features, kernel_size=3, dtype=self.dtype, name=f"up{i}")(y)

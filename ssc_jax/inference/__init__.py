@@ -1,0 +1,1 @@
+"""Inference-side helpers: reading and writing weights of other frameworks."""
