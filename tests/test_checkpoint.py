@@ -5,6 +5,7 @@ import jax
 import numpy as np
 import pytest
 
+import ssc_jax
 from ssc_jax import checkpoint
 from ssc_jax import models
 from ssc_jax import parallel
@@ -48,13 +49,24 @@ def test_save_then_restore_onto_another_mesh_is_identical(tmp_path):
 def test_export_load_embed_matches_live_model(tmp_path):
   config, model, _, state = _trained_state(parallel.make_mesh())
   path = str(tmp_path / "export" / "encoder.msgpack")
-  checkpoint.export_variables(path, state.variables, config.model)
+  checkpoint.export_variables(path, state.variables, config.model, sample_rate=16000,
+                              view_length=60000, training={"datasets": ["a/b"], "steps": 1})
 
   # Plain Flax params: readable without ssc_jax.
   with open(path, "rb") as f:
     raw = flax.serialization.msgpack_restore(f.read())
   assert set(raw) == {"params", "batch_stats", "ssc_jax"}
   assert set(raw["params"]) == {"encoder", "head"}
+  card = checkpoint.read_export(path).card
+  assert card == {
+      "encoder": config.model.encoder, "width": config.model.width, "sample_rate": 16000,
+      "view_length": 60000, "projection_hidden": config.model.projection_hidden,
+      "projection_dim": config.model.projection_dim, "dtype": "float32",
+      "ssc_jax_version": ssc_jax.__version__, "training": {"datasets": ["a/b"], "steps": 1},
+      "source": None}
+  with pytest.raises(ValueError, match="view_length"):  # SampleCNN cannot take 1000 samples.
+    checkpoint.export_variables(path, state.variables, config.model, sample_rate=16000,
+                                view_length=1000)
 
   loaded_model, variables = checkpoint.load_exported(path)
   audio = fx.fixed_batch(seed=3)["audio"][:, 0]
@@ -62,6 +74,16 @@ def test_export_load_embed_matches_live_model(tmp_path):
   got = loaded_model.apply(variables, audio, train=False, method=loaded_model.embed)
   np.testing.assert_array_equal(np.asarray(got), np.asarray(live))
   assert got.shape == (fx.BATCH, models.encoder_output_dim(config.model))
+
+
+def test_export_without_card_warns(tmp_path):
+  path = tmp_path / "old.msgpack"
+  tree = {"params": {"encoder": {}, "head": {}}, "batch_stats": {"encoder": {}},
+          "ssc_jax": {"format": checkpoint.EXPORT_FORMAT,
+                      "model_config": fx.tiny_config().model.to_json()}}
+  path.write_bytes(flax.serialization.msgpack_serialize(tree))
+  with pytest.warns(UserWarning, match="before model cards existed"):
+    assert checkpoint.read_export(str(path)).card is None
 
 
 def test_load_exported_rejects_other_files(tmp_path):

@@ -2,6 +2,7 @@
 
 import os
 
+import flax.serialization
 import jax
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from ssc_jax import encoder_api
 from ssc_jax import models
 from ssc_jax.evaluation import audio_files
 from ssc_jax.evaluation import embed
+from ssc_jax.evaluation import pretrained
 
 T = 59535
 
@@ -54,7 +56,7 @@ def calibrated_variables(model, seed: int = 0):
 def exported(tmp_path_factory, small_encoder):
   model_config, model, variables = small_encoder  # conftest: calibrated_variables, width 0.125.
   path = str(tmp_path_factory.mktemp("enc") / "encoder.msgpack")
-  checkpoint.export_variables(path, variables, model_config)
+  checkpoint.export_variables(path, variables, model_config, sample_rate=22050, view_length=T)
   return path, model, jax.device_get(variables)
 
 
@@ -123,6 +125,76 @@ def test_cli_embeds_files_and_folders_and_skips_unreadable(exported, tmp_path, c
   assert "broken.wav" in (tmp_path / "emb.csv.skipped.tsv").read_text()
   with pytest.raises(SystemExit):  # --out of an unknown format
     embed_cli.main([f"--params={path}", "--out=emb.txt", str(music)])
+
+
+def test_card_alone_sets_rate_and_chunk_length_for_the_cli(small_encoder, tmp_path):
+  model_config, model, variables = small_encoder
+  path = str(tmp_path / "alone" / "encoder.msgpack")  # No config.json next to it.
+  checkpoint.export_variables(path, variables, model_config, sample_rate=16000,
+                              view_length=59049)
+  loaded = pretrained.load_pretrained(path)
+  assert (loaded.sample_rate, loaded.view_length) == (16000, 59049)
+  audio = (0.1 * np.random.default_rng(3).standard_normal(22050 * 6)).astype(np.float32)
+  sf.write(tmp_path / "a.wav", audio, 22050, subtype="FLOAT")
+  out = tmp_path / "emb.npz"
+  assert embed_cli.main([f"--params={path}", f"--out={out}", str(tmp_path / "a.wav")]) == 0
+  data = np.load(out)
+  assert (int(data["sample_rate"]), int(data["view_length"])) == (16000, 59049)
+  mono16k = soxr.resample(audio, 22050, 16000, quality="HQ").astype(np.float32)
+  chunks = mono16k[:59049].reshape(1, 59049)  # 6 s at 16 kHz: one 59049-sample chunk.
+  expected = np.asarray(model.apply(variables, chunks, train=False, method=model.embed))[0]
+  wrong = np.asarray(model.apply(variables, audio[None, :59049], train=False,
+                                 method=model.embed))[0]
+  assert np.abs(wrong - expected).max() > 100 * np.abs(data["embeddings"][0] - expected).max()
+  np.testing.assert_allclose(data["embeddings"][0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_old_export_without_card_warns_with_the_values_used(exported, tmp_path):
+  path = exported[0]
+  tree = flax.serialization.msgpack_restore(open(path, "rb").read())
+  del tree["ssc_jax"]["card"]
+  old = tmp_path / "encoder.msgpack"
+  old.write_bytes(flax.serialization.msgpack_serialize(tree))
+  with pytest.warns(UserWarning, match="22050 Hz and view length 59535 samples from the "
+                                       "SemiSupCon defaults"):
+    loaded = pretrained.load_pretrained(str(old))
+  assert loaded.card is None
+  (tmp_path / "config.json").write_text('{"data": {"sample_rate": 16000, "view_length": 60000}}')
+  with pytest.warns(UserWarning, match="16000 Hz and view length 60000 samples from .*config"):
+    loaded = pretrained.load_pretrained(str(old))
+  assert (loaded.sample_rate, loaded.view_length) == (16000, 60000)
+
+
+def test_layer_and_projection_outputs(exported, tmp_path):
+  path, model, variables = exported
+  audio = (0.1 * np.random.default_rng(4).standard_normal(2 * T + 5)).astype(np.float32)
+  enc = encoder_api.load_encoder(path, batch_size=8)
+  out = enc.embed(audio, 22050, layers=(0, 4, 7, 10), projection=True)
+  # Width 0.125: blocks 0-2 have 16 channels, 3-8 32, 9-10 64; the head gives 128.
+  assert {k: v.shape for k, v in out.items()} == {
+      "embedding": (64,), "layer0": (16,), "layer4": (32,), "layer7": (32,), "layer10": (64,),
+      "projection": (128,)}
+  np.testing.assert_array_equal(out["layer10"], out["embedding"])
+  np.testing.assert_allclose(out["embedding"], enc.embed(audio, 22050), rtol=1e-6, atol=1e-7)
+  chunks = audio[:2 * T].reshape(2, T)
+  _, z = model.apply(variables, chunks, train=False)
+  np.testing.assert_allclose(out["projection"], np.asarray(z).mean(0), rtol=1e-4, atol=1e-5)
+  assert np.abs(out["layer4"]).max() > 0 and np.abs(out["layer0"] - out["layer0"].mean()).max() > 0
+  with pytest.raises(ValueError, match=r"layers \[11\] do not exist"):
+    enc.embed(audio, 22050, layers=(11,))
+
+  sf.write(tmp_path / "a.wav", audio, 22050, subtype="FLOAT")
+  npz, csv_out = tmp_path / "e.npz", tmp_path / "e.csv"
+  for dest in (npz, csv_out):
+    assert embed_cli.main([f"--params={path}", f"--out={dest}", "--layers=4,10", "--projection",
+                           "--batch_size=8", str(tmp_path / "a.wav")]) == 0
+  data = np.load(npz)
+  np.testing.assert_allclose(data["layer4"][0], out["layer4"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(data["projection"][0], out["projection"], rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(data["layer10"], data["embeddings"])
+  header = csv_out.read_text().splitlines()[0].split(",")
+  assert header[3:5] == ["e0", "e1"] and "layer4_31" in header and header[-1] == "projection_127"
+  assert len(header) == 3 + 64 + 32 + 64 + 128
 
 
 def test_audio_listing_and_layouts(tmp_path):

@@ -31,7 +31,7 @@ def setup(tmp_path_factory, small_encoder):
   root = tmp_path_factory.mktemp("probe_e2e")
   model_config, model, variables = small_encoder  # conftest: calibrated, width 0.125.
   path = str(root / "pretrain" / "encoder.msgpack")
-  checkpoint.export_variables(path, variables, model_config)
+  checkpoint.export_variables(path, variables, model_config, sample_rate=22050, view_length=T)
   return {"root": root, "data_dir": str(root / "data"), "export": path, "model": model,
           "variables": variables}
 

@@ -203,7 +203,8 @@ def env(tmp_path_factory, small_encoder):
   root = tmp_path_factory.mktemp("tasks")
   model_config, _, variables = small_encoder  # conftest: calibrated, width 0.125.
   export = str(root / "pretrain" / "encoder.msgpack")
-  checkpoint.export_variables(export, variables, model_config)
+  checkpoint.export_variables(export, variables, model_config, sample_rate=22050,
+                              view_length=59535)
   data_dir = str(root / "data")
   written, done = {}, set()
 

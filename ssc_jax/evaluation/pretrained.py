@@ -116,7 +116,9 @@ def load_pretrained(path: str) -> PretrainedEncoder:
                      "or encoder.msgpack>.")
   path = os.path.expanduser(path)
   if os.path.isfile(path):
-    exported = checkpoint.read_export(path)
+    with warnings.catch_warnings():  # A missing card gets the warning below, naming values.
+      warnings.simplefilter("ignore", UserWarning)
+      exported = checkpoint.read_export(path)
     model = models.build_model(exported.model_config)
     if exported.card is not None:
       sample_rate, view_length = exported.card["sample_rate"], exported.card["view_length"]
@@ -124,7 +126,7 @@ def load_pretrained(path: str) -> PretrainedEncoder:
       config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
       config = _read_config(config_path)
       sample_rate, view_length = _data_settings(config)
-      warnings.warn(f"{path}: no model card; using sample rate {sample_rate} Hz and view length "
+      warnings.warn(f"{path}: no model card (exported before cards existed); using sample rate {sample_rate} Hz and view length "
                     f"{view_length} samples from "
                     f"{config_path if config else 'the SemiSupCon defaults'}.", UserWarning,
                     stacklevel=2)
