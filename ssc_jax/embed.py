@@ -9,8 +9,9 @@ mixed to mono, resampled to the sample rate in the encoder's model card, cut int
 chunks of the card's view length (2.7 s for SemiSupCon; at most --max_chunks, the first ones)
 and encoded in inference mode on every local device; chunks of many files share fixed-size
 jitted batches. --layers adds the chunk-mean of chosen encoder blocks' channel means over time
-(SampleCNN blocks 0-10, TUNe+ 1-18); --projection adds the projection head's output. Folders are searched recursively for audio extensions. Files that cannot
-be read are reported on stderr, listed in the output, and skipped.
+(SampleCNN blocks 0-10, TUNe+ 1-18); --projection adds the projection head's output. Folders
+are searched recursively for audio extensions. Files that cannot be read are reported on
+stderr, listed in the output, and skipped.
 
 Output (by the extension of --out):
   .npz  embeddings [n, D] float32, paths [n], num_chunks [n], duration_s [n],

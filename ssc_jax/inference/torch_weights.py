@@ -73,6 +73,15 @@ def file_sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+def _safetensors_numpy() -> Any:
+  try:
+    from safetensors import numpy as safetensors_np  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise CheckpointError("safetensors files need the safetensors package: pip install "
+                          "'ssc_jax[torch]' (or pip install safetensors).") from None
+  return safetensors_np
+
+
 def _file_kind(path: str) -> str:
   """'safetensors' or 'torch' from the file's first bytes; CheckpointError otherwise."""
   with open(path, "rb") as f:
@@ -120,8 +129,7 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
   if not os.path.isfile(path):
     raise CheckpointError(f"{path}: no such file.")
   if _file_kind(path) == "safetensors":
-    from safetensors import numpy as safetensors_np  # pylint: disable=g-import-not-at-top
-    return dict(safetensors_np.load_file(path))
+    return dict(_safetensors_numpy().load_file(path))
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
@@ -151,8 +159,7 @@ def write_state_dict(path: str, state: dict[str, np.ndarray]) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   state = {k: np.ascontiguousarray(v) for k, v in state.items()}
   if path.endswith(SAFETENSORS_SUFFIX):
-    from safetensors import numpy as safetensors_np  # pylint: disable=g-import-not-at-top
-    safetensors_np.save_file(state, path)
+    _safetensors_numpy().save_file(state, path)
   elif path.endswith(TORCH_SUFFIXES):
     import torch  # pylint: disable=g-import-not-at-top
     torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
@@ -215,24 +222,18 @@ def _head_table(prefix: str) -> list[_Entry]:
           for j, i in enumerate((0, 2))]
 
 
+# Axis order taking each kind of PyTorch weight to its Flax kernel.
+_PERMUTATION = {"conv": (2, 1, 0), "conv_t": (2, 0, 1), "linear": (1, 0)}
+
+
 def _to_flax(kind: str, value: np.ndarray) -> np.ndarray:
-  if kind == "conv":
-    return value.transpose(2, 1, 0) if value.ndim == 3 else value
-  if kind == "conv_t":
-    return value.transpose(2, 0, 1) if value.ndim == 3 else value
-  if kind == "linear":
-    return value.T if value.ndim == 2 else value
-  return value
+  perm = _PERMUTATION.get(kind)
+  return value.transpose(perm) if perm and value.ndim == len(perm) else value
 
 
 def _to_torch(kind: str, value: np.ndarray) -> np.ndarray:
-  if kind == "conv":
-    return value.transpose(2, 1, 0)
-  if kind == "conv_t":
-    return value.transpose(1, 2, 0)
-  if kind == "linear":
-    return value.T
-  return value
+  perm = _PERMUTATION.get(kind)
+  return value.transpose(np.argsort(perm)) if perm else value
 
 
 # --------------------------------------------------------------------------------------------
