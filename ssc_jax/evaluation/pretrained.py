@@ -126,8 +126,8 @@ def load_pretrained(path: str) -> PretrainedEncoder:
       config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
       config = _read_config(config_path)
       sample_rate, view_length = _data_settings(config)
-      warnings.warn(f"{path}: no model card (exported before cards existed); using sample rate {sample_rate} Hz and view length "
-                    f"{view_length} samples from "
+      warnings.warn(f"{path}: no model card (exported before cards existed); using sample "
+                    f"rate {sample_rate} Hz and view length {view_length} samples from "
                     f"{config_path if config else 'the SemiSupCon defaults'}.", UserWarning,
                     stacklevel=2)
     return PretrainedEncoder(model, exported.variables, exported.model_config, sample_rate,
