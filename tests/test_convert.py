@@ -252,10 +252,16 @@ def test_clmr_layouts_give_the_same_weights(samplecnn_ref, tmp_path):
   encoder_only = {k: v.numpy() for k, v in state.items() if k.startswith("encoder.")}
   with pytest.raises(torch_weights.CheckpointError, match="--format"):
     torch_weights.from_torch(encoder_only, "auto")
-  headless = torch_weights.from_torch(encoder_only, "clmr")
-  assert headless.model_config.projection_dim == 0 and "head" not in headless.variables["params"]
+  save_three_ways({k: torch.from_numpy(v) for k, v in encoder_only.items()}, tmp_path / "enc")
+  path = str(tmp_path / "headless.msgpack")
+  assert convert.main(["--from-torch", str(tmp_path / "enc" / "model.safetensors"), "--format",
+                       "clmr", "--out", path]) == 0
+  headless = checkpoint.read_export(path)
+  assert headless.card["projection_dim"] == 0 and "head" not in headless.variables["params"]
   jax.tree.map(np.testing.assert_array_equal, headless.variables["batch_stats"],
                ssc.variables["batch_stats"])
+  with pytest.raises(ValueError, match="no projection head"):
+    encoder_api.load_encoder(path).embed(np.zeros(59049, np.float32), 22050, projection=True)
 
 
 def test_tuneplus_parity_and_round_trip(audio, tmp_path):
@@ -275,6 +281,14 @@ def test_tuneplus_parity_and_round_trip(audio, tmp_path):
   state = torch_weights.to_torch(exported.model_config, exported.variables)
   again = torch_weights.from_torch(state, "semisupcon")
   jax.tree.map(np.testing.assert_array_equal, again.variables, exported.variables)
+  fresh = TorchSemiSupCon(TorchTunePlus())
+  missing, unexpected = fresh.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()},
+                                              strict=False)
+  assert sorted(missing) == ["encoder.fc.bias", "encoder.fc.weight"] and not unexpected
+  original = ref.state_dict()
+  for name, value in fresh.state_dict().items():
+    if "fc." not in name and "num_batches_tracked" not in name:
+      torch.testing.assert_close(value, original[name], rtol=0, atol=0)
 
 
 def test_probe_checkpoint_prefix_and_key_errors(samplecnn_ref):

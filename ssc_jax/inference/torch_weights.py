@@ -423,7 +423,7 @@ def to_torch(model_config: ml_collections.ConfigDict, variables: dict[str, Any]
   state = {}
   for entry in table:
     value = np.asarray(_lookup(variables, entry.collection, entry.path), np.float32)
-    state[entry.key] = np.ascontiguousarray(_to_torch(entry.kind, value))
+    state[entry.key] = np.array(_to_torch(entry.kind, value), order="C")  # A writable copy.
     if entry.key.endswith(".running_var"):
       state[entry.key.replace("running_var", "num_batches_tracked")] = np.array(0, np.int64)
   return state

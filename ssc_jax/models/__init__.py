@@ -9,6 +9,9 @@ Typical use:
   variables = init_variables(model, key, num_samples=T)      # or model.init(key, audio, ...)
   (h, z), updates = model.apply(variables, audio, train=True, mutable=['batch_stats'])
   h = model.apply(variables, audio, method=SemiSupConModel.embed)   # encoder only, eval BN
+  h, state = model.apply(variables, audio, method=SemiSupConModel.embed,
+                         mutable=['intermediates'])   # + state['intermediates']['encoder']
+                                                      #   ['layer{i}'][0]: block i's time mean
 """
 
 from __future__ import annotations
