@@ -356,10 +356,9 @@ def from_torch(state: dict[str, np.ndarray], fmt: str = "auto") -> Converted:
   model_config = ml_collections.ConfigDict({
       "encoder": encoder, "width": output_dim / full,
       "projection_hidden": hidden, "projection_dim": proj, "dtype": "float32"})
-  expected = _expected_shapes(model_config) if hidden and proj else None
-  if expected is None:  # A partial head: check the encoder, then report the missing key.
-    headless = ml_collections.ConfigDict({**model_config.to_dict(), "projection_dim": 0})
-    expected = _expected_shapes(headless)
+  # With half a head, check the encoder's shapes; the missing head key is reported below.
+  expected = _expected_shapes(model_config if hidden and proj else ml_collections.ConfigDict(
+      {**model_config.to_dict(), "projection_dim": 0}))
 
   variables: dict[str, Any] = {}
   missing, misshaped = [], []
