@@ -12,7 +12,8 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  del arg
+  if arg:
+    raise ValueError(f"configs/sl.py takes no preset, got {arg!r}.")
   c = common.base_config()
   c.data.labeled = "mtat/top50"
   c.data.labeled_split = "train"

@@ -9,7 +9,8 @@ from configs import common
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  del arg
+  if arg:
+    raise ValueError(f"configs/ssl.py takes no preset, got {arg!r}.")
   c = common.base_config()
   c.data.labeled = ""
   c.data.label_key = "tags"

@@ -104,15 +104,21 @@ def test_reverse_is_exact():
   np.testing.assert_array_equal(edit.reverse(jnp.asarray(x)), x[::-1])
 
 
+def test_bitcrush_rounds_to_steps_of_2_to_the_minus_bits_like_pedalboard():
+  # bits = 4: a step of 1/16, round half to even, no saturation (pedalboard.Bitcrush).
+  x = jnp.asarray([0.03, 0.04, -0.97, 1.0, 0.03125, 0.09375, -0.03125, 0.7], jnp.float32)
+  y = dynamics.bitcrush(x, dynamics.BitcrushSettings(bits=4))
+  np.testing.assert_array_equal(y, [0.0, 0.0625, -1.0, 1.0, 0.0, 0.125, 0.0, 0.6875])
+
+
 @pytest.mark.parametrize("bits", [1, 3, 4, 8])
-def test_bitcrush_gives_at_most_2_to_the_bits_levels(bits):
-  x = jnp.asarray(np.concatenate([np.linspace(-1.2, 1.2, 20000),
+def test_bitcrush_level_count_and_error_bound(bits):
+  x = jnp.asarray(np.concatenate([np.linspace(-1.0, 1.0, 20001),
                                   np.random.default_rng(5).uniform(-1, 1, 20000)]).astype(
                                       np.float32))
   y = np.asarray(dynamics.bitcrush(x, dynamics.BitcrushSettings(bits=bits)))
-  levels = np.unique(y)
-  assert len(levels) == 2 ** bits  # The ramp visits every code.
-  assert np.max(np.abs(y - np.clip(np.asarray(x), -1, 1 - 2.0 ** (1 - bits)))) <= 2.0 ** -bits
+  assert len(np.unique(y)) == 2 ** (bits + 1) + 1  # The ramp visits every level.
+  assert np.max(np.abs(y - np.asarray(x))) <= 2.0 ** -(bits + 1)
 
 
 def test_distortion_is_tanh_of_the_driven_signal():

@@ -76,7 +76,7 @@ def default_config() -> ml_collections.ConfigDict:
                            release_ms=100.0)
   # Time reversal.
   c.reverse = _section(p=1.0)
-  # b-bit saturating quantiser over [-1, 1) (at most 2^bits levels).
+  # pedalboard.Bitcrush(bit_depth=bits): round(x 2^bits) / 2^bits, no saturation.
   c.bitcrush = _section(p=1.0, bits=4)
   # MP3-like codec: low-pass, per-band SNR, and band drop threshold below the loudest band.
   c.mp3 = _section(p=1.0, lowpass_hz=7000.0, band_snr_db=9.0, band_floor_db=35.0)

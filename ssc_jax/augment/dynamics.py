@@ -9,10 +9,9 @@
   recursion as JUCE, run as a sequential `lax.scan` over samples (vectorised over views): it
   is the one transform whose cost grows with the view length rather than the batch, so it
   suits the robustness sweep more than the training chain.
-* Bitcrush: a b-bit signed quantiser over full scale [-1, 1): round(x 2^(b-1)) / 2^(b-1),
-  saturated to the 2^b codes -2^(b-1)..2^(b-1)-1, so the output has at most 2^b levels.
-  pedalboard's Bitcrush instead rounds x * 2^b without saturation (2^(b+1)+1 levels over
-  [-1, 1], half our step): its bit_depth=4 matches our bits=5 in step size.
+* Bitcrush (pedalboard.Bitcrush): y = round(x 2^b) / 2^b, rounding half to even, without
+  saturation, as pedalboard does: a step of 2^-b, so 2^(b+1) + 1 levels over [-1, 1]. The
+  original's bit_depth = 4 is our default bits = 4.
 """
 
 from __future__ import annotations
@@ -69,12 +68,12 @@ def compressor(x: jax.Array, settings: CompressorSettings, sample_rate: int) -> 
 
 @dataclasses.dataclass(frozen=True)
 class BitcrushSettings:
-  """Quantiser resolution in bits (the spec's 4)."""
+  """Quantiser resolution: a step of 2^-bits (pedalboard's bit_depth; the spec's 4)."""
   p: float = 1.0
   bits: int = 4
 
 
 def bitcrush(x: jax.Array, settings: BitcrushSettings) -> jax.Array:
-  """b-bit saturating quantisation of one view [T] (at most 2^b distinct values)."""
-  half = float(2 ** (settings.bits - 1))
-  return jnp.clip(jnp.round(x * half), -half, half - 1.0) / half
+  """pedalboard's bit crusher on one view [T]: round(x 2^bits) / 2^bits, half to even."""
+  scale = float(2 ** settings.bits)
+  return jnp.round(x * scale) / scale
