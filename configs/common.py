@@ -21,6 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 1.0  # Channel multiplier (1.0 = the paper's SampleCNN; 0.25 for the demo).
   c.model.projection_hidden = 512  # Hidden width of the bias-free projection MLP.
   c.model.projection_dim = 128  # Output width of the projection MLP (the contrastive space).
+  # Compute dtype of convolutions and dense layers: "float32" or "bfloat16". Parameters,
+  # optimizer state, BatchNorm statistics, the projection output and the loss stay float32.
+  c.model.dtype = "float32"
 
   # --- Data (spec §4). ---
   c.data = ml_collections.ConfigDict()

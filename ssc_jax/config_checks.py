@@ -7,6 +7,9 @@ import ml_collections
 from ssc_jax import models
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
 class ConfigError(ValueError):
   """A config value that cannot work; the message names the field."""
 
@@ -53,6 +56,8 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
     raise ConfigError(str(e)) from e
   if config.model.width <= 0:
     raise ConfigError(f"model.width={config.model.width} must be positive.")
+  if config.model.dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"model.dtype={config.model.dtype!r}: use one of {COMPUTE_DTYPES}.")
   loss = config.loss
   if loss.temperature <= 0:
     raise ConfigError(f"loss.temperature={loss.temperature} must be positive.")
