@@ -5,6 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 from ssc_jax import models
+from ssc_jax import optim
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -72,8 +73,27 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
   if t.total_steps < 1 or t.log_every_steps < 1 or t.checkpoint_every_steps < 1:
     raise ConfigError("train.total_steps, train.log_every_steps and "
                       "train.checkpoint_every_steps must be >= 1.")
-  if config.optimizer.learning_rate <= 0:
-    raise ConfigError(f"optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.")
+  _check_optimizer(config.optimizer, t.total_steps)
+
+
+def _check_optimizer(o: ml_collections.ConfigDict, total_steps: int) -> None:
+  """Raises ConfigError for an `optimizer` section that optim.make_optimizer cannot build."""
+  for field, valid in (("name", optim.OPTIMIZERS), ("schedule", optim.SCHEDULES),
+                       ("lr_scaling", optim.LR_SCALINGS)):
+    if o[field] not in valid:
+      raise ConfigError(f"optimizer.{field}={o[field]!r}: use one of {valid}.")
+  if o.learning_rate <= 0:
+    raise ConfigError(f"optimizer.learning_rate={o.learning_rate} must be > 0.")
+  if o.reference_batch_size < 1:
+    raise ConfigError(f"optimizer.reference_batch_size={o.reference_batch_size} must be >= 1.")
+  if o.schedule != "constant" and not 0 <= o.warmup_steps < total_steps:
+    raise ConfigError(f"optimizer.warmup_steps={o.warmup_steps} must be in [0, "
+                      f"train.total_steps={total_steps}) for schedule {o.schedule!r}.")
+  if o.weight_decay < 0 or o.grad_clip_norm < 0:
+    raise ConfigError("optimizer.weight_decay and optimizer.grad_clip_norm must be >= 0.")
+  if o.weight_decay > 0 and o.name == "adam":
+    raise ConfigError("optimizer.weight_decay > 0 needs optimizer.name 'adamw', 'lamb' or "
+                      "'lars' (the paper's 'adam' has no decay).")
 
 
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:
