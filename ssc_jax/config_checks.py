@@ -9,6 +9,7 @@ from ssc_jax import optim
 
 
 COMPUTE_DTYPES = ("float32", "bfloat16")
+ONE_DEVICE_VIEWS = 192  # The paper's single-GPU global batch: 96 items × 2 views.
 
 
 class ConfigError(ValueError):
@@ -94,6 +95,30 @@ def _check_optimizer(o: ml_collections.ConfigDict, total_steps: int) -> None:
   if o.weight_decay > 0 and o.name == "adam":
     raise ConfigError("optimizer.weight_decay > 0 needs optimizer.name 'adamw', 'lamb' or "
                       "'lars' (the paper's 'adam' has no decay).")
+
+
+def cpu_only_warning(config: ml_collections.ConfigDict, backend: str) -> str | None:
+  """A start-up warning when a config sized for accelerators finds only a CPU, else None.
+
+  Args:
+    config: the full pretraining config.
+    backend: `jax.default_backend()` ("cpu", "gpu", "tpu").
+  """
+  if backend != "cpu":
+    return None
+  views = config.data.batch_size * config.data.num_views
+  reasons = []
+  if views > ONE_DEVICE_VIEWS:
+    reasons.append(f"its global batch of {views} views (data.batch_size × data.num_views) is "
+                   f"more than one accelerator's worth (the paper used {ONE_DEVICE_VIEWS} on "
+                   "one GPU)")
+  if config.model.dtype == "bfloat16":
+    reasons.append("model.dtype='bfloat16' is emulated, and slow, on CPU")
+  if not reasons:
+    return None
+  return ("JAX found only CPU devices, but this config is meant for accelerators: "
+          + "; ".join(reasons) + ". If you have a GPU or TPU, install the matching JAX build "
+          "(README, section 'GPU and TPU'); otherwise expect this run to be very slow.")
 
 
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:

@@ -152,6 +152,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
   logging.info("Mesh %s over %d processes.", dict(mesh.shape), jax.process_count())
+  if warning := config_checks.cpu_only_warning(config, jax.default_backend()):
+    logging.warning(warning)
 
   # ------------------------------------------- input (fails fast on unprepared data) ---
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
