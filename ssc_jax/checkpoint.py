@@ -14,7 +14,6 @@ The export is one msgpack file holding plain nested dicts:
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import flax.serialization
@@ -24,6 +23,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssc_jax import models
+from ssc_jax import paths
 
 EXPORT_FORMAT = "ssc_jax.encoder/1"
 
@@ -32,12 +32,12 @@ class Checkpointer:
   """Saves and restores the train state of one workdir.
 
   Args:
-    workdir: the run's directory; checkpoints go to `<workdir>/checkpoints`.
+    workdir: the run's directory (local or `gs://`); checkpoints go to `<workdir>/checkpoints`.
     keep: how many most recent steps to keep.
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  def __init__(self, workdir: paths.PathLike, keep: int = 3):
+    self.directory = paths.resolve(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -74,7 +74,7 @@ class Checkpointer:
     self._manager.close()
 
 
-def export_variables(path: str, variables: dict[str, Any],
+def export_variables(path: paths.PathLike, variables: dict[str, Any],
                      model_config: ml_collections.ConfigDict) -> None:
   """Writes encoder+head variables and the model config to one msgpack file.
 
@@ -86,14 +86,10 @@ def export_variables(path: str, variables: dict[str, Any],
   tree = jax.tree.map(np.asarray, jax.device_get(
       {"params": variables["params"], "batch_stats": variables["batch_stats"]}))
   tree["ssc_jax"] = {"format": EXPORT_FORMAT, "model_config": model_config.to_json()}
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(tree))
-  os.replace(tmp, path)
+  paths.write_atomic(path, flax.serialization.msgpack_serialize(tree))
 
 
-def load_exported(path: str) -> tuple[models.SemiSupConModel, dict[str, Any]]:
+def load_exported(path: paths.PathLike) -> tuple[models.SemiSupConModel, dict[str, Any]]:
   """Rebuilds the model and its variables from an `export_variables` file.
 
   Returns:
@@ -103,8 +99,7 @@ def load_exported(path: str) -> tuple[models.SemiSupConModel, dict[str, Any]]:
   Raises:
     ValueError: if the file is not an ssc_jax export.
   """
-  with open(path, "rb") as f:
-    tree = flax.serialization.msgpack_restore(f.read())
+  tree = flax.serialization.msgpack_restore(paths.resolve(path).read_bytes())
   meta = tree.get("ssc_jax") if isinstance(tree, dict) else None
   if not meta or meta.get("format") != EXPORT_FORMAT:
     raise ValueError(f"{path}: not an ssc_jax encoder export (expected format {EXPORT_FORMAT}).")

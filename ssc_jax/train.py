@@ -30,6 +30,7 @@ from ssc_jax import metric_logging
 from ssc_jax import models
 from ssc_jax import optim
 from ssc_jax import parallel
+from ssc_jax import paths
 
 
 @flax.struct.dataclass
@@ -137,7 +138,8 @@ def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
   return names
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: paths.PathLike) -> TrainState:
   """Pretrains (resuming from `workdir` if it holds a checkpoint), exports, then evaluates.
 
   Returns:
@@ -147,7 +149,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
 
   # ----------------------------------------------------------------------- checks & mesh ---
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.resolve(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   mesh = parallel.make_mesh()
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
@@ -181,8 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_step = make_train_step(config, model, tx, augment_fn, mesh)
   writer = metric_logging.MetricLogger(workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    paths.write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
   keep_metrics = _component_metric_names(config)
   views_per_step = config.data.batch_size * config.data.num_views
   total = config.train.total_steps
@@ -226,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writer.close()
 
   # ---------------------------------------------------------------- export & evaluate ---
-  export_path = os.path.join(workdir, "encoder.msgpack")
+  export_path = workdir / "encoder.msgpack"
   if jax.process_index() == 0:
     checkpoint.export_variables(export_path, state.variables, config.model)
     logging.info("Exported encoder + head to %s.", export_path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import flax.serialization
@@ -24,6 +23,7 @@ import ml_collections
 from ssc_jax import checkpoint
 from ssc_jax import config_checks
 from ssc_jax import models
+from ssc_jax import paths
 
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_VIEW_LENGTH = 59535
@@ -55,14 +55,14 @@ class PretrainedEncoder:
     return models.encoder_output_dim(self.model_config)
 
 
-def _read_config(path: str) -> ml_collections.ConfigDict | None:
-  if not os.path.isfile(path):
+def _read_config(path: paths.PathLike) -> ml_collections.ConfigDict | None:
+  path = paths.resolve(path)
+  if not path.is_file():
     return None
-  with open(path) as f:
-    try:
-      return ml_collections.ConfigDict(json.load(f))
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e}).") from e
 
 
 def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
@@ -71,7 +71,7 @@ def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
           int(data.get("view_length", DEFAULT_VIEW_LENGTH)))
 
 
-def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, Any]:
+def _restore_latest(workdir: paths.PathLike, config: ml_collections.ConfigDict) -> tuple[int, Any]:
   """Newest Orbax step of a pretraining workdir -> (step, variables) on one device."""
   from ssc_jax import parallel  # pylint: disable=g-import-not-at-top
   from ssc_jax import train  # pylint: disable=g-import-not-at-top
@@ -81,7 +81,7 @@ def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[in
     ckpt.close()
     raise FileNotFoundError(
         f"{workdir}: neither {EXPORT_NAME} nor any checkpoint under "
-        f"{os.path.join(workdir, 'checkpoints')}; is this a pretraining workdir?")
+        f"{ckpt.directory}; is this a pretraining workdir?")
   mesh = parallel.make_mesh(jax.devices()[:1])
   model = models.build_model(config.model)
   tx = train.make_optimizer(config)
@@ -104,7 +104,7 @@ def _with_dtype(model_config: ml_collections.ConfigDict,
   return model_config
 
 
-def load_pretrained(path: str, dtype: str = "") -> PretrainedEncoder:
+def load_pretrained(path: paths.PathLike, dtype: str = "") -> PretrainedEncoder:
   """Loads an encoder from an exported msgpack file or a pretraining workdir.
 
   Args:
@@ -122,20 +122,20 @@ def load_pretrained(path: str, dtype: str = "") -> PretrainedEncoder:
   if not path:
     raise ValueError("no pretrained encoder given; set --config.pretrained=<pretraining workdir "
                      "or encoder.msgpack>.")
-  path = os.path.expanduser(path)
-  if os.path.isfile(path):
+  path = paths.resolve(path)
+  if path.is_file():
     model_config, variables = _load_export(path)
     model_config = _with_dtype(model_config, dtype)
     model = models.build_model(model_config)
-    config = _read_config(os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME))
+    config = _read_config(path.parent / CONFIG_NAME)
     sample_rate, view_length = _data_settings(config)
-    return PretrainedEncoder(model, variables, model_config, sample_rate, view_length, path)
-  if not os.path.isdir(path):
+    return PretrainedEncoder(model, variables, model_config, sample_rate, view_length, str(path))
+  if not path.is_dir():
     raise FileNotFoundError(f"pretrained encoder {path!r}: no such file or directory.")
-  export = os.path.join(path, EXPORT_NAME)
-  if os.path.isfile(export):
+  export = path / EXPORT_NAME
+  if export.is_file():
     return load_pretrained(export, dtype)
-  config = _read_config(os.path.join(path, CONFIG_NAME))
+  config = _read_config(path / CONFIG_NAME)
   if config is None:
     raise ValueError(f"{path}: no {EXPORT_NAME} and no {CONFIG_NAME}; cannot rebuild the model "
                      "to restore a checkpoint.")
@@ -146,13 +146,12 @@ def load_pretrained(path: str, dtype: str = "") -> PretrainedEncoder:
                            sample_rate, view_length, f"{path} (checkpoint step {step})")
 
 
-def _load_export(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+def _load_export(path: paths.PathLike) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """Reads an `export_variables` file once: (model config, variables)."""
-  with open(path, "rb") as f:
-    try:
-      tree = flax.serialization.msgpack_restore(f.read())
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
+  try:
+    tree = flax.serialization.msgpack_restore(paths.resolve(path).read_bytes())
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
   meta = tree.get("ssc_jax") if isinstance(tree, dict) else None
   if not meta or meta.get("format") != checkpoint.EXPORT_FORMAT:
     raise ValueError(f"{path}: not an ssc_jax encoder export (expected format "
