@@ -22,6 +22,7 @@ import os
 import jax
 import numpy as np
 import soundfile as sf
+from orbax.checkpoint._src.serialization import tensorstore_utils
 import tensorflow as tf
 
 from configs import demo
@@ -128,5 +129,11 @@ def test_checkpointer_keeps_gs_paths(monkeypatch):
   ckpt = checkpoint.Checkpointer("gs://bucket/runs/pod", keep=2)
   assert str(ckpt.directory) == str(seen["directory"]) == "gs://bucket/runs/pod/checkpoints"
   assert seen["options"].max_to_keep == 2
+  # What Orbax hands tensorstore for that directory: its GCS driver on the bucket (Orbax's
+  # private helper; it refuses any other non-local scheme).
+  spec = tensorstore_utils.build_kvstore_tspec(str(ckpt.directory / "4" / "default"),
+                                               name="params", use_ocdbt=True)
+  assert spec["base"] == {"driver": "gcs", "bucket": "bucket",
+                          "path": "runs/pod/checkpoints/4/default"}
   assert str(paths.resolve("gs://bucket/x") / "y.json") == "gs://bucket/x/y.json"
   assert str(paths.resolve("~/run")) == os.path.expanduser("~/run")
