@@ -142,8 +142,8 @@ def embed_files(encoder: pretrained.PretrainedEncoder, paths: Sequence[str], *,
           "skipped": skipped}
 
 
-def write_output(path: paths.PathLike, result: dict[str, object], encoder: pretrained.PretrainedEncoder
-                 ) -> None:
+def write_output(path: paths.PathLike, result: dict[str, object],
+                 encoder: pretrained.PretrainedEncoder) -> None:
   """Writes `embed_files`' result as .npz or .csv (see the module docstring)."""
   path = paths.resolve(path)
   path.parent.mkdir(parents=True, exist_ok=True)

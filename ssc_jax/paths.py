@@ -3,9 +3,9 @@
 Paths are `etils.epath.Path`s: local paths use the OS, `gs://` (and s3://, az://) go through
 tf.io.gfile, and any scheme registered with `epath.register_path_cls` works the same way (the
 tests register TensorFlow's in-memory `ram://`). Orbax checkpoints take the same Path and
-write through epath and tensorstore (`gs://` or local). TFDS reads `data_dir`, local or
-`gs://`, through tf.io.gfile. Library code never calls `open`, `os.path` or `os.makedirs` on
-these paths.
+write through epath and tensorstore (`gs://` or local only). `data.data_dir` is handed to TFDS,
+which reads it (local or `gs://`) through epath and tf.io.gfile. Library code never calls
+`open`, `os.path` or `os.makedirs` on workdir paths.
 """
 
 from __future__ import annotations

@@ -71,7 +71,8 @@ def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
           int(data.get("view_length", DEFAULT_VIEW_LENGTH)))
 
 
-def _restore_latest(workdir: paths.PathLike, config: ml_collections.ConfigDict) -> tuple[int, Any]:
+def _restore_latest(workdir: paths.PathLike,
+                    config: ml_collections.ConfigDict) -> tuple[int, Any]:
   """Newest Orbax step of a pretraining workdir -> (step, variables) on one device."""
   from ssc_jax import parallel  # pylint: disable=g-import-not-at-top
   from ssc_jax import train  # pylint: disable=g-import-not-at-top

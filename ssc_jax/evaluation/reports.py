@@ -56,12 +56,8 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return buf.getvalue()
 
 
-def _write(path: paths.PathLike, text: str) -> None:
-  paths.write_atomic(path, text)
-
-
 def write_json(path: paths.PathLike, obj: Any) -> None:
-  _write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+  paths.write_atomic(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def json_default(x: Any) -> Any:
@@ -89,7 +85,7 @@ def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
   workdir = paths.resolve(workdir)
   write_json(workdir / RESULTS_JSON, results)
   test = metric_rows(results["test"])
-  _write(workdir / "results.csv", csv_text(["metric", "value"], test))
+  paths.write_atomic(workdir / "results.csv", csv_text(["metric", "value"], test))
   t = results["training"]
   lines = [
       f"# Probe: {results['task']} ({results['dataset']}, label `{results['label_key']}`)", "",
@@ -115,19 +111,19 @@ def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
                               "best epoch"], rows), ""]
   if results.get("robustness"):
     header, rows = _level_table(results["robustness"], ["level", "name"])
-    _write(workdir / "robustness.csv", csv_text(header, rows))
+    paths.write_atomic(workdir / "robustness.csv", csv_text(header, rows))
     lines += ["## Robustness (test metrics under corruption)", "",
               markdown_table(header, rows), ""]
   if results.get("prototypes"):
     header, rows = _level_table(results["prototypes"], ["fraction", "num_clips"])
-    _write(workdir / "prototypes.csv", csv_text(header, rows))
+    paths.write_atomic(workdir / "prototypes.csv", csv_text(header, rows))
     lines += ["## Prototype evaluation (projection-space class means)", "",
               markdown_table(header, rows), ""]
   if results.get("figures"):
     lines += ["## Figures", ""] + [f"![{name}]({paths.resolve(p).name})"
                                     for name, p in results["figures"].items()] + [""]
   text = "\n".join(lines)
-  _write(workdir / "results.md", text)
+  paths.write_atomic(workdir / "results.md", text)
   return text
 
 
