@@ -5,9 +5,9 @@ train → resume → export → probe → embed with `--workdir`, `data_dir` and
 tf.io.gfile, and nothing may appear on the local disk.
 
 The dataset is prepared on local disk and copied to `ram://`, as one prepares data once and
-copies it to a bucket: TFDS's own preparation fails on `ram://` (TensorFlow's in-memory
-filesystem keeps a renamed directory's old name, and TFDS then fails to delete it), which says
-nothing about `gs://`. Reading the prepared data from `ram://` is covered.
+copies it to a bucket: TFDS's own preparation fails on `ram://` (after renaming its temporary
+directory, TFDS's clean-up `rmtree` gets NotFoundError from TensorFlow's in-memory filesystem),
+which says nothing about `gs://`. Reading the prepared data from `ram://` is covered.
 
 What this does NOT cover: Orbax writes its array data through tensorstore, which knows local
 files and `gs://` but no offline non-local filesystem (it refuses `ram://` paths as "not
