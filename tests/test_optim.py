@@ -97,9 +97,8 @@ def _optax_run(config, params, grads_seq):
   return _flat(params)
 
 
-@pytest.mark.parametrize("name,schedule,lr_scaling", [
-    (n, s, l) for (n, s), l in zip(itertools.product(optim.OPTIMIZERS, optim.SCHEDULES),
-                                   itertools.cycle(optim.LR_SCALINGS))])
+@pytest.mark.parametrize("name,schedule,lr_scaling", list(itertools.product(
+    optim.OPTIMIZERS, optim.SCHEDULES, optim.LR_SCALINGS)))
 def test_optimizer_matches_reference(name, schedule, lr_scaling):
   """Three updates from count 0 (so warm-up schedules start at lr 0), with decay and clipping."""
   wd = 0.0 if name == "adam" else 0.05
