@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from ssc_jax import models
+from ssc_jax import paths
 
 EXPORT_FORMAT = "ssc_jax.encoder/1"
 
@@ -37,12 +37,12 @@ class Checkpointer:
   """Saves and restores the train state of one workdir.
 
   Args:
-    workdir: the run's directory; checkpoints go to `<workdir>/checkpoints`.
+    workdir: the run's directory (local or `gs://`); checkpoints go to `<workdir>/checkpoints`.
     keep: how many most recent steps to keep.
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  def __init__(self, workdir: paths.PathLike, keep: int = 3):
+    self.directory = paths.resolve(workdir) / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                            enable_async_checkpointing=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
@@ -106,7 +106,7 @@ def model_card(model_config: ml_collections.ConfigDict, *, sample_rate: int, vie
   }
 
 
-def export_variables(path: str, variables: dict[str, Any],
+def export_variables(path: paths.PathLike, variables: dict[str, Any],
                      model_config: ml_collections.ConfigDict, *, sample_rate: int,
                      view_length: int, training: dict[str, Any] | None = None,
                      source: dict[str, Any] | None = None) -> None:
@@ -125,11 +125,7 @@ def export_variables(path: str, variables: dict[str, Any],
       {"params": variables["params"], "batch_stats": variables["batch_stats"]}))
   tree["ssc_jax"] = {"format": EXPORT_FORMAT, "model_config": model_config.to_json(),
                      "card": json.dumps(card)}
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(tree))
-  os.replace(tmp, path)
+  paths.write_atomic(path, flax.serialization.msgpack_serialize(tree))
 
 
 @dataclasses.dataclass
@@ -146,7 +142,7 @@ class Exported:
   card: dict[str, Any] | None
 
 
-def read_export(path: str) -> Exported:
+def read_export(path: paths.PathLike) -> Exported:
   """Reads an `export_variables` file (the one reader of exports).
 
   Warns (UserWarning) when the file has no model card.
@@ -154,11 +150,11 @@ def read_export(path: str) -> Exported:
   Raises:
     ValueError: if the file is not an ssc_jax export.
   """
-  with open(path, "rb") as f:
-    try:
-      tree = flax.serialization.msgpack_restore(f.read())
-    except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
+  data = paths.resolve(path).read_bytes()
+  try:
+    tree = flax.serialization.msgpack_restore(data)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{path}: not an ssc_jax encoder export (unreadable msgpack: {e}).") from e
   meta = tree.get("ssc_jax") if isinstance(tree, dict) else None
   if not meta or meta.get("format") != EXPORT_FORMAT:
     raise ValueError(f"{path}: not an ssc_jax encoder export (expected format {EXPORT_FORMAT}).")
@@ -172,7 +168,7 @@ def read_export(path: str) -> Exported:
                   card)
 
 
-def load_exported(path: str) -> tuple[models.SemiSupConModel, dict[str, Any]]:
+def load_exported(path: paths.PathLike) -> tuple[models.SemiSupConModel, dict[str, Any]]:
   """Rebuilds the model and its variables from an `export_variables` file.
 
   Returns:

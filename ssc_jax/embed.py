@@ -29,6 +29,7 @@ import argparse
 import collections
 import concurrent.futures
 import csv
+import io
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 from tqdm import auto as tqdm  # noqa: E402
 
 from ssc_jax import models  # noqa: E402
+from ssc_jax import paths  # noqa: E402
 from ssc_jax.evaluation import audio_files  # noqa: E402
 from ssc_jax.evaluation import embed as embed_lib  # noqa: E402
 from ssc_jax.evaluation import pretrained  # noqa: E402
@@ -62,13 +64,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--out", required=True, help="output file: .npz or .csv")
   parser.add_argument("--batch_size", type=int, default=32, help="chunks per encoder call")
   parser.add_argument("--max_chunks", type=int, default=64, help="leading chunks per file")
+  parser.add_argument("--dtype", default="", choices=("", "float32", "bfloat16"),
+                      help="compute dtype (default: the pretraining run's model.dtype)")
   parser.add_argument("--num_workers", type=int, default=4, help="audio decoding threads")
   parser.add_argument("--layers", type=_int_list, default=(),
                       help="comma-separated encoder blocks whose channel means to add, e.g. 4,7,10")
   parser.add_argument("--projection", action="store_true", help="add the projection output")
   parser.add_argument("paths", nargs="+", help="audio files and folders")
   args = parser.parse_args(argv)
-  if os.path.splitext(args.out)[1].lower() not in OUTPUT_FORMATS:
+  if paths.resolve(args.out).suffix.lower() not in OUTPUT_FORMATS:
     parser.error(f"--out must name a {' or '.join(OUTPUT_FORMATS)} file, got {args.out!r}.")
   if args.batch_size < 1 or args.max_chunks < 1:
     parser.error("--batch_size and --max_chunks must be >= 1.")
@@ -159,38 +163,40 @@ def embed_files(encoder: pretrained.PretrainedEncoder, paths: Sequence[str], *,
           "skipped": skipped}
 
 
-def write_output(path: str, result: dict[str, object], encoder: pretrained.PretrainedEncoder
-                 ) -> None:
+def write_output(path: paths.PathLike, result: dict[str, object],
+                 encoder: pretrained.PretrainedEncoder) -> None:
   """Writes `embed_files`' result as .npz or .csv (see the module docstring)."""
-  ext = os.path.splitext(path)[1].lower()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  path = paths.resolve(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
   skipped = result["skipped"]
-  if ext == ".npz":
-    np.savez(path, embeddings=result["embeddings"], paths=np.asarray(result["paths"], str),
-             num_chunks=result["num_chunks"], duration_s=result["duration_s"],
-             skipped_paths=np.asarray([p for p, _ in skipped], str),
-             skipped_reasons=np.asarray([r for _, r in skipped], str),
-             source=np.asarray(encoder.source), sample_rate=encoder.sample_rate,
-             view_length=encoder.view_length, **result["extra"])
+  if path.suffix.lower() == ".npz":
+    paths.save_npz(path, embeddings=result["embeddings"],
+                   paths=np.asarray(result["paths"], str),
+                   num_chunks=result["num_chunks"], duration_s=result["duration_s"],
+                   skipped_paths=np.asarray([p for p, _ in skipped], str),
+                   skipped_reasons=np.asarray([r for _, r in skipped], str),
+                   source=np.asarray(encoder.source), sample_rate=encoder.sample_rate,
+                   view_length=encoder.view_length, **result["extra"])
     return
-  with open(path, "w", newline="") as f:
-    writer = csv.writer(f)
-    extra = result["extra"]
-    columns = [f"e{i}" for i in range(result["embeddings"].shape[1])]
-    columns += [f"{name}_{j}" for name, v in extra.items() for j in range(v.shape[1])]
-    values = np.concatenate([result["embeddings"]] + list(extra.values()), axis=1)
-    writer.writerow(["path", "num_chunks", "duration_s"] + columns)
-    for p, n, d, h in zip(result["paths"], result["num_chunks"], result["duration_s"], values):
-      writer.writerow([p, int(n), f"{d:.3f}"] + [f"{v:.7g}" for v in h])
+  text = io.StringIO()
+  writer = csv.writer(text)
+  extra = result["extra"]
+  columns = [f"e{i}" for i in range(result["embeddings"].shape[1])]
+  columns += [f"{name}_{j}" for name, v in extra.items() for j in range(v.shape[1])]
+  values = np.concatenate([result["embeddings"]] + list(extra.values()), axis=1)
+  writer.writerow(["path", "num_chunks", "duration_s"] + columns)
+  for p, n, d, h in zip(result["paths"], result["num_chunks"], result["duration_s"], values):
+    writer.writerow([p, int(n), f"{d:.3f}"] + [f"{v:.7g}" for v in h])
+  paths.write_atomic(path, text.getvalue())
   if skipped:
-    with open(path + ".skipped.tsv", "w") as f:
-      f.write("path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in skipped))
+    paths.write_atomic(path.parent / (path.name + ".skipped.tsv"),
+                       "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in skipped))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the CLI on `argv` (default sys.argv[1:]); returns the exit status."""
   args = parse_args(argv)
-  encoder = pretrained.load_pretrained(args.params or args.workdir)
+  encoder = pretrained.load_pretrained(args.params or args.workdir, args.dtype)
   result = embed_files(encoder, args.paths, batch_size=args.batch_size,
                        max_chunks=args.max_chunks, num_workers=args.num_workers,
                        layers=args.layers, projection=args.projection)

@@ -118,7 +118,7 @@ class Encoder:
 
 
 def load_encoder(path: str, *, batch_size: int = 32, max_chunks: int = 64,
-                 view_length: int | None = None) -> Encoder:
+                 view_length: int | None = None, dtype: str = "") -> Encoder:
   """Loads a pretrained encoder for embedding.
 
   Args:
@@ -127,9 +127,10 @@ def load_encoder(path: str, *, batch_size: int = 32, max_chunks: int = 64,
     batch_size: chunks per jitted call (rounded up to a multiple of the local devices).
     max_chunks: default leading chunks averaged per track.
     view_length: samples per chunk (default: the model card's view length).
+    dtype: compute dtype, "float32" or "bfloat16" (default: the pretraining run's).
 
   Returns:
     An Encoder.
   """
-  return Encoder(pretrained.load_pretrained(path), batch_size=batch_size, max_chunks=max_chunks,
-                 view_length=view_length)
+  return Encoder(pretrained.load_pretrained(path, dtype), batch_size=batch_size,
+                 max_chunks=max_chunks, view_length=view_length)

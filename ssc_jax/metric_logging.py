@@ -5,27 +5,31 @@ Only process 0 writes; the trainer prints its own progress line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import os
 from collections.abc import Mapping
 
 from clu import metric_writers
 import jax
+
+from ssc_jax import paths
 
 
 class MetricLogger:
   """Writes scalars to TensorBoard event files and to `<workdir>/metrics.jsonl`.
 
   Args:
-    workdir: the run's directory.
+    workdir: the run's directory (local or `gs://`).
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: paths.PathLike):
     self._enabled = jax.process_index() == 0
     if self._enabled:
-      self._writer = metric_writers.SummaryWriter(workdir)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      workdir = paths.resolve(workdir)
+      self._writer = metric_writers.SummaryWriter(str(workdir))
+      self._files = contextlib.ExitStack()  # epath's open is a context manager.
+      self._jsonl = self._files.enter_context((workdir / "metrics.jsonl").open("a"))
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     """Writes one step's scalars (Python floats) to every sink."""
@@ -40,4 +44,4 @@ class MetricLogger:
   def close(self) -> None:
     if self._enabled:
       self._writer.close()
-      self._jsonl.close()
+      self._files.close()

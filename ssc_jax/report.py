@@ -12,10 +12,10 @@ and each as CSV beside it (FILE.<table>.csv).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
+from ssc_jax import paths
 from ssc_jax.evaluation import reports
 
 
@@ -43,13 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   print(text)
   if args.out:
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
-    stem = os.path.splitext(args.out)[0]
+    out = paths.resolve(args.out)
+    paths.write_atomic(out, text + "\n")
     for name, (header, rows) in tables.items():
-      with open(f"{stem}.{name.replace('/', '_')}.csv", "w") as f:
-        f.write(reports.csv_text(header, rows))
+      paths.write_atomic(out.parent / f"{out.stem}.{name.replace('/', '_')}.csv",
+                         reports.csv_text(header, rows))
     print(f"Wrote {args.out}", file=sys.stderr)
   return 0
 

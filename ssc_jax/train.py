@@ -1,7 +1,7 @@
 """SemiSupCon pretraining: `train_and_evaluate(config, workdir)`, read top to bottom.
 
 One jitted step over a 1-D device mesh: augment (on device) → encoder + projection on all B·N
-views → semi-supervised NT-Xent over the GLOBAL batch → Adam. Parameters are replicated, the
+views → semi-supervised NT-Xent over the GLOBAL batch → optimiser. Parameters are replicated, the
 batch is sharded on its item axis, so N devices at global batch B compute exactly what one
 device computes at B (BatchNorm statistics and negatives are global).
 """
@@ -28,7 +28,9 @@ from ssc_jax import config_checks
 from ssc_jax import losses
 from ssc_jax import metric_logging
 from ssc_jax import models
+from ssc_jax import optim
 from ssc_jax import parallel
+from ssc_jax import paths
 
 
 @flax.struct.dataclass
@@ -52,9 +54,8 @@ class TrainState:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam as the original (spec §6): constant lr, no decay, no clipping."""
-  o = config.optimizer
-  return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+  """The optimiser of `config.optimizer` (ssc_jax/optim.py); the paper's is Adam at 1e-4."""
+  return optim.make_optimizer(config)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
@@ -95,7 +96,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
   lc = config.loss
   loss_kwargs = dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
                      parity=lc.parity, chunk_size=lc.chunk_size)
-  learning_rate = config.optimizer.learning_rate
+  learning_rate = optim.make_schedule(config)  # Of the update count, = state.step.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     audio = augment_fn(jax.random.fold_in(rng, state.step), batch["audio"])
@@ -115,7 +116,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
     new_state = state.replace(step=state.step + 1,
                               params=optax.apply_updates(state.params, param_updates),
                               batch_stats=updates["batch_stats"], opt_state=opt_state)
-    metrics = {"loss": loss, "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+    metrics = {"loss": loss,
+               "learning_rate": jnp.asarray(learning_rate(state.step), jnp.float32),
                "grad_norm": optax.tree.norm(grads),
                **losses.loss_metrics(jax.lax.stop_gradient(z), item_ids, labels, labeled,
                                      **loss_kwargs)}
@@ -136,7 +138,8 @@ def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
   return names
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: paths.PathLike) -> TrainState:
   """Pretrains (resuming from `workdir` if it holds a checkpoint), exports, then evaluates.
 
   Returns:
@@ -146,11 +149,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
 
   # ----------------------------------------------------------------------- checks & mesh ---
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.resolve(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   mesh = parallel.make_mesh()
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
   logging.info("Mesh %s over %d processes.", dict(mesh.shape), jax.process_count())
+  if warning := config_checks.cpu_only_warning(config, jax.default_backend()):
+    logging.warning(warning)
 
   # ------------------------------------------- input (fails fast on unprepared data) ---
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
@@ -178,8 +184,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   train_step = make_train_step(config, model, tx, augment_fn, mesh)
   writer = metric_logging.MetricLogger(workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    paths.write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
   keep_metrics = _component_metric_names(config)
   views_per_step = config.data.batch_size * config.data.num_views
   total = config.train.total_steps
@@ -223,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   writer.close()
 
   # ---------------------------------------------------------------- export & evaluate ---
-  export_path = os.path.join(workdir, "encoder.msgpack")
+  export_path = workdir / "encoder.msgpack"
   if jax.process_index() == 0:
     checkpoint.export_variables(
         export_path, state.variables, config.model, sample_rate=config.data.sample_rate,

@@ -80,7 +80,7 @@ def test_test_split_is_embedded_exactly_once_on_1_and_8_devices(setup):
 def test_probe_end_to_end_then_reuse_head_with_robustness(setup, monkeypatch):
   loaded = pretrained.load_pretrained(setup["export"])
   before = jax.tree.map(np.array, loaded.variables)
-  monkeypatch.setattr(pretrained, "load_pretrained", lambda path: loaded)
+  monkeypatch.setattr(pretrained, "load_pretrained", lambda path, dtype="": loaded)
 
   config = probe_config.get_config("smoke,prototypes")
   config.pretrained = setup["export"]

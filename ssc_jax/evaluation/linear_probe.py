@@ -8,7 +8,6 @@ Features are chunk-mean 512-d encoder outputs, standardised on the train split.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from absl import logging
@@ -20,6 +19,7 @@ from sklearn import metrics
 from sklearn import preprocessing
 
 from ssc_jax import models
+from ssc_jax import paths
 from ssc_jax.evaluation import embed
 
 
@@ -51,7 +51,7 @@ def probe_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
   return "roc_auc_macro", float(np.mean(aucs))
 
 
-def compare_with_random_init(config: ml_collections.ConfigDict, workdir: str,
+def compare_with_random_init(config: ml_collections.ConfigDict, workdir: paths.PathLike,
                              model: models.SemiSupConModel, variables: dict[str, Any],
                              init_variables: dict[str, Any]) -> list[dict[str, Any]]:
   """Probes every `config.evaluate.label_keys` for both encoders; prints and saves a table.
@@ -94,8 +94,7 @@ def compare_with_random_init(config: ml_collections.ConfigDict, workdir: str,
             f"{r['pretrained']:.3f} |" for r in rows]
   table = "\n".join(lines)
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "probe_results.md"), "w") as f:
-      f.write(table + "\n")
+    paths.write_atomic(paths.resolve(workdir) / "probe_results.md", table + "\n")
   print(table, flush=True)
-  logging.info("Probe results written to %s.", os.path.join(workdir, "probe_results.md"))
+  logging.info("Probe results written to %s.", paths.resolve(workdir) / "probe_results.md")
   return rows

@@ -6,6 +6,7 @@ its path.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from sklearn import decomposition  # noqa: E402
 from sklearn import manifold  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 
+from ssc_jax import paths  # noqa: E402
 from ssc_jax.evaluation import metrics  # noqa: E402
 
 _MAX_LEGEND = 20
@@ -88,8 +90,7 @@ def embedding_map(x: np.ndarray, labels: np.ndarray, kind: str, names: Sequence[
   ax.set_xticks([])
   ax.set_yticks([])
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
   return path
 
 
@@ -111,8 +112,7 @@ def confusion_matrix(scores: np.ndarray, targets: np.ndarray, names: Sequence[st
   ax.set_ylabel("true")
   ax.set_title(title or "Confusion matrix (row-normalised)")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
   return path
 
 
@@ -130,8 +130,7 @@ def robustness_curve(rows: Sequence[dict[str, Any]], metric_names: Sequence[str]
   ax.legend()
   ax.set_title(title or "Robustness to corruptions")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
   return path
 
 
@@ -149,14 +148,21 @@ def loss_curves(history: Sequence[dict[str, float]], path: str, best_epoch: int 
   ax.legend()
   ax.set_title(title or "Probe training")
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
   return path
+
+
+def _save(fig: Any, path: str) -> None:
+  """Writes `fig` as a PNG to `path` (local or `gs://`) and closes it."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=110)
+  plt.close(fig)
+  paths.write_atomic(path, buffer.getvalue())
 
 
 def read_png(path: str) -> np.ndarray:
   """A PNG as uint8 [H, W, 3] (for TensorBoard image summaries)."""
-  img = plt.imread(path)
+  img = plt.imread(io.BytesIO(paths.resolve(path).read_bytes()), format="png")
   if img.dtype != np.uint8:
     img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
   return img[..., :3]

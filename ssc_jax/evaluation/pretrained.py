@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
-
 import warnings
 
 import jax
 import ml_collections
 
 from ssc_jax import checkpoint
+from ssc_jax import config_checks
 from ssc_jax import models
+from ssc_jax import paths
 
 DEFAULT_SAMPLE_RATE = 22050
 DEFAULT_VIEW_LENGTH = 59535
@@ -59,14 +59,14 @@ class PretrainedEncoder:
     return models.encoder_output_dim(self.model_config)
 
 
-def _read_config(path: str) -> ml_collections.ConfigDict | None:
-  if not os.path.isfile(path):
+def _read_config(path: paths.PathLike) -> ml_collections.ConfigDict | None:
+  path = paths.resolve(path)
+  if not path.is_file():
     return None
-  with open(path) as f:
-    try:
-      return ml_collections.ConfigDict(json.load(f))
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e}).") from e
 
 
 def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
@@ -75,7 +75,8 @@ def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
           int(data.get("view_length", DEFAULT_VIEW_LENGTH)))
 
 
-def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[int, Any]:
+def _restore_latest(workdir: paths.PathLike,
+                    config: ml_collections.ConfigDict) -> tuple[int, Any]:
   """Newest Orbax step of a pretraining workdir -> (step, variables) on one device."""
   from ssc_jax import parallel  # pylint: disable=g-import-not-at-top
   from ssc_jax import train  # pylint: disable=g-import-not-at-top
@@ -85,7 +86,7 @@ def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[in
     ckpt.close()
     raise FileNotFoundError(
         f"{workdir}: neither {EXPORT_NAME} nor any checkpoint under "
-        f"{os.path.join(workdir, 'checkpoints')}; is this a pretraining workdir?")
+        f"{ckpt.directory}; is this a pretraining workdir?")
   mesh = parallel.make_mesh(jax.devices()[:1])
   model = models.build_model(config.model)
   tx = train.make_optimizer(config)
@@ -97,11 +98,23 @@ def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[in
   return step, jax.device_get(state.variables)
 
 
-def load_pretrained(path: str) -> PretrainedEncoder:
+def _with_dtype(model_config: ml_collections.ConfigDict,
+                dtype: str) -> ml_collections.ConfigDict:
+  """`model_config` computing in `dtype` ("" keeps the run's; exports before model.dtype: f32)."""
+  model_config = ml_collections.ConfigDict(model_config.to_dict())
+  if dtype:
+    if dtype not in config_checks.COMPUTE_DTYPES:
+      raise ValueError(f"dtype={dtype!r}: use one of {config_checks.COMPUTE_DTYPES}.")
+    model_config.dtype = dtype
+  return model_config
+
+
+def load_pretrained(path: paths.PathLike, dtype: str = "") -> PretrainedEncoder:
   """Loads an encoder from an exported msgpack file or a pretraining workdir.
 
   Args:
     path: `encoder.msgpack` file, or a pretraining workdir.
+    dtype: compute dtype for inference ("float32" or "bfloat16"); "" = the run's `model.dtype`.
 
   Returns:
     PretrainedEncoder.
@@ -114,34 +127,35 @@ def load_pretrained(path: str) -> PretrainedEncoder:
   if not path:
     raise ValueError("no pretrained encoder given; set --config.pretrained=<pretraining workdir "
                      "or encoder.msgpack>.")
-  path = os.path.expanduser(path)
-  if os.path.isfile(path):
+  path = paths.resolve(path)
+  if path.is_file():
     with warnings.catch_warnings():  # A missing card gets the warning below, naming values.
       warnings.simplefilter("ignore", UserWarning)
       exported = checkpoint.read_export(path)
-    model = models.build_model(exported.model_config)
+    model_config = _with_dtype(exported.model_config, dtype)
     if exported.card is not None:
       sample_rate, view_length = exported.card["sample_rate"], exported.card["view_length"]
     else:
-      config_path = os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME)
+      config_path = path.parent / CONFIG_NAME
       config = _read_config(config_path)
       sample_rate, view_length = _data_settings(config)
       warnings.warn(f"{path}: no model card (exported before cards existed); using sample "
                     f"rate {sample_rate} Hz and view length {view_length} samples from "
                     f"{config_path if config else 'the SemiSupCon defaults'}.", UserWarning,
                     stacklevel=2)
-    return PretrainedEncoder(model, exported.variables, exported.model_config, sample_rate,
-                             view_length, path, exported.card)
-  if not os.path.isdir(path):
+    return PretrainedEncoder(models.build_model(model_config), exported.variables,
+                             model_config, sample_rate, view_length, str(path), exported.card)
+  if not path.is_dir():
     raise FileNotFoundError(f"pretrained encoder {path!r}: no such file or directory.")
-  export = os.path.join(path, EXPORT_NAME)
-  if os.path.isfile(export):
-    return load_pretrained(export)
-  config = _read_config(os.path.join(path, CONFIG_NAME))
+  export = path / EXPORT_NAME
+  if export.is_file():
+    return load_pretrained(export, dtype)
+  config = _read_config(path / CONFIG_NAME)
   if config is None:
     raise ValueError(f"{path}: no {EXPORT_NAME} and no {CONFIG_NAME}; cannot rebuild the model "
                      "to restore a checkpoint.")
   step, variables = _restore_latest(path, config)
   sample_rate, view_length = _data_settings(config)
-  return PretrainedEncoder(models.build_model(config.model), variables, config.model,
+  model_config = _with_dtype(config.model, dtype)
+  return PretrainedEncoder(models.build_model(model_config), variables, model_config,
                            sample_rate, view_length, f"{path} (checkpoint step {step})")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from ssc_jax import models
 from ssc_jax import parallel
+from ssc_jax import paths
 from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
 from ssc_jax.evaluation import head_training
@@ -82,12 +82,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 def _encoder_name(config: ml_collections.ConfigDict) -> str:
   if config.name:
     return config.name
-  path = os.path.abspath(os.path.expanduser(config.pretrained))
-  if os.path.isfile(path):
-    parent = os.path.basename(os.path.dirname(path))
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return parent if stem == "encoder" else f"{parent}/{stem}"
-  return os.path.basename(path.rstrip("/"))
+  path = paths.resolve(config.pretrained)
+  if path.is_file():
+    return path.parent.name if path.stem == "encoder" else f"{path.parent.name}/{path.stem}"
+  return path.name
 
 
 def _head_description(cfg: head_training.HeadConfig) -> str:
@@ -99,22 +97,19 @@ def _head_description(cfg: head_training.HeadConfig) -> str:
 
 
 # -------------------------------------------------------------------------- head files ---
-def save_head(path: str, head: head_training.TrainedHead, info: dict[str, Any]) -> None:
+def save_head(path: paths.PathLike, head: head_training.TrainedHead,
+              info: dict[str, Any]) -> None:
   """Writes the head params and its config/training info to one msgpack file."""
   tree = {"params": jax.tree.map(np.asarray, head.params),
           "meta": {"format": HEAD_FORMAT,
                    "head_config": json.dumps(dataclasses.asdict(head.config)),
                    "info": json.dumps(info, default=reports.json_default)}}
-  tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(tree))
-  os.replace(tmp, path)
+  paths.write_atomic(path, flax.serialization.msgpack_serialize(tree))
 
 
-def load_head(path: str) -> tuple[head_training.HeadConfig, Any, dict[str, Any]]:
+def load_head(path: paths.PathLike) -> tuple[head_training.HeadConfig, Any, dict[str, Any]]:
   """Reads `save_head`'s file: (HeadConfig, params, training info)."""
-  with open(path, "rb") as f:
-    tree = flax.serialization.msgpack_restore(f.read())
+  tree = flax.serialization.msgpack_restore(paths.resolve(path).read_bytes())
   meta = tree.get("meta", {}) if isinstance(tree, dict) else {}
   if meta.get("format") != HEAD_FORMAT:
     raise ValueError(f"{path}: not an ssc_jax probe head (expected format {HEAD_FORMAT}).")
@@ -184,7 +179,7 @@ def fit_head(config, kind, num_outputs, names, sampler, val_feats, writer
 
 
 # ------------------------------------------------------------------------------- run ---
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str, Any]:
   """Probes a pretrained encoder on one task and writes the report to `workdir`.
 
   Args:
@@ -202,7 +197,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   # --------------------------------------------------------- checks, data, encoder ---
   check_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = paths.resolve(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
   task = config.task
   data_dir = datasets.default_data_dir(config.data)
   builder = datasets.get_builder(task.dataset, data_dir)
@@ -214,7 +210,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.prototypes.enabled and kind == metrics.REGRESSION:
     raise ValueError(f"config.prototypes.enabled: task {task.name} is a regression task; "
                      "prototypes need class labels.")
-  encoder = pretrained.load_pretrained(config.pretrained)
+  encoder = pretrained.load_pretrained(config.pretrained, config.dtype)
   data_rate = int((builder.info.metadata or {}).get("sample_rate", encoder.sample_rate))
   if data_rate != encoder.sample_rate:
     raise ValueError(f"{task.dataset} is stored at {data_rate} Hz but the encoder "
@@ -227,8 +223,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   logging.info("Probe %s on %s:%s (%s, K=%d) with %s; mesh %s.", task.name, task.dataset,
                task.label_key, kind, num_outputs, encoder.source, dict(mesh.shape))
 
-  head_path = os.path.join(workdir, HEAD_FILE)
-  reuse = bool(config.probe.reuse_head) and os.path.isfile(head_path)
+  head_path = workdir / HEAD_FILE
+  reuse = bool(config.probe.reuse_head) and head_path.is_file()
   if reuse:
     head_cfg, head_params, info = load_head(head_path)
     if head_cfg.num_outputs != num_outputs or head_cfg.kind != kind:
@@ -325,9 +321,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "config": json.loads(config.to_json_best_effort()),
   }
   if is_writer:
-    np.savez(os.path.join(workdir, "predictions.npz"), track_index=np.arange(len(scores)),
-             scores=scores, targets=test_feats.labels, chunks=test_feats.chunks_per_track,
-             embeddings=test_feats.track_h)
+    paths.save_npz(workdir / "predictions.npz", track_index=np.arange(len(scores)),
+                   scores=scores, targets=test_feats.labels,
+                   chunks=test_feats.chunks_per_track, embeddings=test_feats.track_h)
     t = time.perf_counter()
     results["figures"] = _figures(config, workdir, results, scores, test_feats, writer)
     timing["figures_s"] = time.perf_counter() - t
@@ -369,22 +365,22 @@ def _figures(config, workdir, results, scores, test_feats, writer) -> dict[str, 
   """Writes the PNGs (and TensorBoard images); returns {name: path}."""
   kind, names = results["kind"], results["class_names"]
   figs = {"loss_curves": plots.loss_curves(results["training"]["history"],
-                                           os.path.join(workdir, "loss_curves.png"),
+                                           str(workdir / "loss_curves.png"),
                                            results["training"]["best_epoch"])}
   if config.report.projection != "none":
     figs["embedding_map"] = plots.embedding_map(
         test_feats.track_h, test_feats.labels, kind, names,
-        os.path.join(workdir, "embedding_map.png"), method=config.report.projection,
+        str(workdir / "embedding_map.png"), method=config.report.projection,
         max_points=config.report.max_points, seed=config.seed,
         title=f"{results['task']}: test embeddings ({config.report.projection.upper()})")
   if kind == metrics.MULTICLASS:
     figs["confusion_matrix"] = plots.confusion_matrix(
-        scores, test_feats.labels, names, os.path.join(workdir, "confusion_matrix.png"),
+        scores, test_feats.labels, names, str(workdir / "confusion_matrix.png"),
         title=f"{results['task']}: confusion matrix (test)")
   if results["robustness"]:
     headline = [m for m in reports.headline_columns(results) if m in results["robustness"][0]]
     figs["robustness_curve"] = plots.robustness_curve(
-        results["robustness"], headline, os.path.join(workdir, "robustness_curve.png"),
+        results["robustness"], headline, str(workdir / "robustness_curve.png"),
         title=f"{results['task']}: robustness to corruptions")
   writer.write_images(0, {name: plots.read_png(p)[None] for name, p in figs.items()})
   return figs

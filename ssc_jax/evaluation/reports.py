@@ -14,10 +14,10 @@ import csv
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
+from ssc_jax import paths
 from ssc_jax.evaluation import metrics
 
 RESULTS_JSON = "results.json"
@@ -56,15 +56,8 @@ def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   return buf.getvalue()
 
 
-def _write(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
-def write_json(path: str, obj: Any) -> None:
-  _write(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+def write_json(path: paths.PathLike, obj: Any) -> None:
+  paths.write_atomic(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def json_default(x: Any) -> Any:
@@ -87,11 +80,12 @@ def _level_table(rows: Sequence[dict[str, Any]], first: Sequence[str]) -> tuple[
   return header, [[r.get(k, float("nan")) for k in header] for r in rows]
 
 
-def write_probe_report(workdir: str, results: dict[str, Any]) -> str:
+def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
   """Writes results.json/.md/.csv (+ robustness.csv, prototypes.csv); returns the markdown."""
-  write_json(os.path.join(workdir, RESULTS_JSON), results)
+  workdir = paths.resolve(workdir)
+  write_json(workdir / RESULTS_JSON, results)
   test = metric_rows(results["test"])
-  _write(os.path.join(workdir, "results.csv"), csv_text(["metric", "value"], test))
+  paths.write_atomic(workdir / "results.csv", csv_text(["metric", "value"], test))
   t = results["training"]
   lines = [
       f"# Probe: {results['task']} ({results['dataset']}, label `{results['label_key']}`)", "",
@@ -117,32 +111,31 @@ def write_probe_report(workdir: str, results: dict[str, Any]) -> str:
                               "best epoch"], rows), ""]
   if results.get("robustness"):
     header, rows = _level_table(results["robustness"], ["level", "name"])
-    _write(os.path.join(workdir, "robustness.csv"), csv_text(header, rows))
+    paths.write_atomic(workdir / "robustness.csv", csv_text(header, rows))
     lines += ["## Robustness (test metrics under corruption)", "",
               markdown_table(header, rows), ""]
   if results.get("prototypes"):
     header, rows = _level_table(results["prototypes"], ["fraction", "num_clips"])
-    _write(os.path.join(workdir, "prototypes.csv"), csv_text(header, rows))
+    paths.write_atomic(workdir / "prototypes.csv", csv_text(header, rows))
     lines += ["## Prototype evaluation (projection-space class means)", "",
               markdown_table(header, rows), ""]
   if results.get("figures"):
-    lines += ["## Figures", ""] + [f"![{name}]({os.path.basename(p)})"
+    lines += ["## Figures", ""] + [f"![{name}]({paths.resolve(p).name})"
                                     for name, p in results["figures"].items()] + [""]
   text = "\n".join(lines)
-  _write(os.path.join(workdir, "results.md"), text)
+  paths.write_atomic(workdir / "results.md", text)
   return text
 
 
-def load_results(workdir: str) -> dict[str, Any]:
+def load_results(workdir: paths.PathLike) -> dict[str, Any]:
   """Reads `<workdir>/results.json`; a clear error when the run has not finished."""
-  path = os.path.join(workdir, RESULTS_JSON)
-  if not os.path.isfile(path):
+  path = paths.resolve(workdir) / RESULTS_JSON
+  if not path.is_file():
     raise FileNotFoundError(f"{workdir}: no {RESULTS_JSON}; is it a finished probe workdir?")
-  with open(path) as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{path}: not valid JSON ({e}).") from e
+  try:
+    return json.loads(path.read_text())
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e}).") from e
 
 
 def headline_columns(results: dict[str, Any]) -> list[str]:
