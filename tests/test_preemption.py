@@ -3,7 +3,8 @@ interval, and a resumed run continues the exact host-batch stream (1 and 2 proce
 
 Each run is a subprocess (tests/two_process_resume_worker.py, the `:smoke` config on one CPU
 device per process, 8 steps, checkpoints every 4). The reference is the same command run
-straight through; batches are compared by content hash, parameters by the exported encoder.
+straight through (parameters, compared by the exported encoder) and the input stream built
+uninterrupted in this process (host batches, compared by content hash).
 """
 
 import collections
@@ -72,13 +73,24 @@ def _params(workdir):
   return variables
 
 
-def _assert_same_run(workdir, reference, processes=1):
+def _stream_hashes(data_dir, process, processes):
+  """Hashes of the first TOTAL host batches of an uninterrupted stream, built in this process."""
+  config = worker.smoke_config(data_dir, TOTAL)
+  it = pretrain_input.HostBatchIterator(pretrain_input.make_pretrain_dataset(
+      config.data, seed=config.seed, process_index=process, process_count=processes))
+  return [pretrain_input.batch_digest(next(it)) for _ in range(TOTAL)]
+
+
+def _assert_same_stream(workdir, data_dir, processes=1):
   for p in range(processes):
-    got, want = _hashes(workdir, p), _hashes(reference, p)
+    got, want = _hashes(workdir, p), _stream_hashes(data_dir, p, processes)
+    assert len(set(want)) == TOTAL  # The batches do differ from step to step.
     assert sorted(got) == list(range(1, TOTAL + 1))
     for step in got:  # Every read of a step's batch, before or after the fault, is the same.
-      assert set(got[step]) == set(want[step]), f"process {p} step {step}"
-    assert len({h for v in want.values() for h in v}) == TOTAL  # The batches do differ.
+      assert set(got[step]) == {want[step - 1]}, f"process {p} step {step}"
+
+
+def _assert_same_params(workdir, reference):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
                _params(workdir), _params(reference))
 
@@ -100,7 +112,8 @@ def test_sigkill_then_rerun_continues_the_exact_stream(tmp_path, data_dir, refer
   assert "Resumed from step 4" in errs[0] and "continues its saved stream" in errs[0]
   # Steps 5 and 6 were read twice (lost work ≤ one interval), identically.
   assert [len(_hashes(tmp_path)[s]) for s in range(1, TOTAL + 1)] == [1, 1, 1, 1, 2, 2, 1, 1]
-  _assert_same_run(tmp_path, reference)
+  _assert_same_stream(tmp_path, data_dir)
+  _assert_same_params(tmp_path, reference)
 
 
 def test_sigterm_saves_the_step_reached_exits_0_and_resumes(tmp_path, data_dir, reference):
@@ -115,18 +128,15 @@ def test_sigterm_saves_the_step_reached_exits_0_and_resumes(tmp_path, data_dir, 
   assert "Resumed from step 6" in errs[0]
   # Nothing trained twice: every step's batch was read exactly once.
   assert all(len(v) == 1 for v in _hashes(tmp_path).values())
-  _assert_same_run(tmp_path, reference)
+  _assert_same_stream(tmp_path, data_dir)
+  _assert_same_params(tmp_path, reference)
 
 
-def test_two_processes_each_host_resumes_its_own_stream(tmp_path_factory, data_dir):
-  reference = tmp_path_factory.mktemp("reference2")
-  codes, errs = _run(reference, data_dir, processes=2)
+def test_two_processes_each_host_resumes_its_own_stream(tmp_path, data_dir):
+  codes, _ = _run(tmp_path, data_dir, kill_at=6, sig="KILL", processes=2)
+  assert codes == [-signal.SIGKILL] * 2
+  codes, errs = _run(tmp_path, data_dir, processes=2)
   assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
-  workdir = tmp_path_factory.mktemp("killed2")
-  codes, _ = _run(workdir, data_dir, kill_at=6, sig="KILL", processes=2)
-  assert -signal.SIGKILL in codes
-  codes, errs = _run(workdir, data_dir, processes=2)
-  assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
-  assert all("continues its saved stream" in e for e in errs)
-  assert _hashes(reference, 0)[1] != _hashes(reference, 1)[1]  # Two different host streams.
-  _assert_same_run(workdir, str(reference), processes=2)
+  assert all("Resumed from step 4" in e and "continues its saved stream" in e for e in errs)
+  assert _hashes(tmp_path, 0)[1] != _hashes(tmp_path, 1)[1]  # Two different host streams.
+  _assert_same_stream(tmp_path, data_dir, processes=2)
