@@ -19,6 +19,7 @@ The export is one msgpack file holding plain nested dicts:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -107,7 +108,24 @@ class Checkpointer:
     items = {_STATE: ocp.args.StandardSave(state)}
     if host_input is not None:
       items[_INPUT] = _HostInputSave(host_input.save)
-    self._manager.save(step, args=ocp.args.Composite(**items))
+    with self._explain_failed_save(step):
+      self._manager.save(step, args=ocp.args.Composite(**items))
+
+  @contextlib.contextmanager
+  def _explain_failed_save(self, step: int | None):
+    """Re-raises an OSError of a save (disk full, permissions) naming what is still safe."""
+    try:
+      yield
+    except OSError as e:
+      what = f"step {step}" if step is not None else "a checkpoint"
+      raise OSError(e.errno, f"Saving {what} to {self.directory} failed ({e}). Complete "
+                    f"checkpoints are untouched (newest: step {self._newest_committed()}); the "
+                    f"partial one is ignored on resume. Free space and run the same command "
+                    f"again.") from e
+
+  def _newest_committed(self) -> int | None:
+    self._manager.reload()
+    return self._manager.latest_step()
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores the train state of `step` onto the shapes, dtypes, shardings of `abstract_state`.
@@ -191,10 +209,11 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until pending saves are committed."""
-    self._manager.wait_until_finished()
+    with self._explain_failed_save(None):
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self.wait()
     self._manager.close()
 
 

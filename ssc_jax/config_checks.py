@@ -79,6 +79,22 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
     raise ConfigError(f"optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.")
 
 
+def check_workdir(workdir: str) -> None:
+  """Creates `workdir` (local or gs://) and proves it writable with a probe file.
+
+  Raises:
+    ConfigError: naming the workdir and the operating system's reason.
+  """
+  path = epath.Path(workdir)
+  probe = path / ".ssc_jax_write_probe"
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise ConfigError(f"--workdir={workdir} is not a writable directory ({e}).") from e
+
+
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:
   """The `pos_threshold` argument of the loss functions for this config."""
   return "weighted" if loss_config.positives == "weighted" else int(loss_config.pos_threshold)

@@ -174,7 +174,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
 
   # ----------------------------------------------------------------------- checks & mesh ---
-  os.makedirs(workdir, exist_ok=True)
+  config_checks.check_workdir(workdir)
   mesh = parallel.make_mesh()
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
