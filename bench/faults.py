@@ -1,25 +1,27 @@
 """Fault injection: kill the `:smoke` pretraining run again and again; it must not notice.
 
-  python bench/faults.py [--out=/tmp/ssc_faults] [--seed=0] [--total_steps=40]
-      [--checkpoint_every=5] [--sigkill=10] [--sigterm=5]
+  python bench/faults.py [--out=/tmp/ssc_faults] [--seed=0] [--total_steps=100]
+      [--checkpoint_every=5] [--sigkill=10] [--sigterm=5]    # about 15 min on 2 cores
 
 Runs `python -m ssc_jax.main --config=configs/demo.py:smoke` (one CPU device, batch hashes
 recorded) once straight through as the reference. Then runs the same command in a second
 workdir and interrupts it `--sigkill` times with SIGKILL and `--sigterm` times with SIGTERM, in
-a seeded random order, at seeded random moments:
+a seeded random order, at seeded random moments (each a few steps after the attempt resumed,
+so that the run is still going at the last fault):
 
   compile   the first batch of the attempt was read (the train step is compiling);
-  mid-step  the batch of a random step was read (that step is being dispatched or running);
-  mid-save  the run logged "Saving step S" for a random save step (the save is being written);
-  export    the last step committed (the run is exporting the encoder) [SIGKILL only].
+  mid-step  the batch of step resumed + 2..5 was read (that step is dispatched or running);
+  mid-save  the run logged "Saving step S" for its first or second save (the save is running);
+  export    the last step committed (the run is exporting the encoder): the last SIGKILL.
 
 After each fault the command is simply run again (as a user would); a final run completes it.
 Checks: the final step equals the reference's; the exported parameters equal the reference's
 to float32 tolerance; every host batch read for every step, before or after any fault, has the
 reference's content hash for that step (so no batch was skipped or replaced); each SIGTERM run
-exited 0 having lost no step; each SIGKILL lost at most one checkpoint interval of steps. Work
-lost = the last step whose batch the interrupted attempt read minus the step the next attempt
-resumed at. Prints one row per fault and exits 1 if any check fails.
+exited 0 having lost no step; each SIGKILL lost at most one checkpoint interval of steps, plus
+the steps run while a save was still committing (a save counts once committed). Work lost =
+the last step whose batch the interrupted attempt read minus the newest committed step, where
+the next attempt resumes. Prints one row per fault and exits 1 if any check fails.
 """
 
 from __future__ import annotations
@@ -121,16 +123,15 @@ def _trigger(moment: str, attempt: Attempt, workdir: str, rng: random.Random,
     time.sleep(rng.uniform(0.0, 1.0))
     return f"after reading step {resumed_at + 1}" if ok else None
   if moment == "mid-step":
-    target = rng.randint(resumed_at + 2, args.total_steps - 1)
+    target = min(resumed_at + rng.randint(2, 5), args.total_steps - 1)
     ok = _wait_for(lambda: any(s == target for s, _ in rows_after()), attempt.proc)
     time.sleep(rng.uniform(0.0, 0.3))
     return f"step {target}" if ok else None
-  if moment == "mid-save":
-    saves = [s for s in range(resumed_at + 1, args.total_steps)
-             if s % args.checkpoint_every == 0]
-    if not saves:
+  if moment == "mid-save":  # The first or second save of the attempt.
+    every = args.checkpoint_every
+    target = (resumed_at // every + rng.randint(1, 2)) * every
+    if target >= args.total_steps:
       return None
-    target = rng.choice(saves)
     ok = _wait_for(lambda: attempt.seen(rf"Saving step {target}\.$"), attempt.proc)
     time.sleep(rng.uniform(0.0, 0.05))
     return f"save of step {target}" if ok else None
@@ -145,7 +146,7 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--out", default=os.path.join(tempfile.gettempdir(), "ssc_faults"))
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--total_steps", type=int, default=40)
+  parser.add_argument("--total_steps", type=int, default=100)
   parser.add_argument("--checkpoint_every", type=int, default=5)
   parser.add_argument("--sigkill", type=int, default=10)
   parser.add_argument("--sigterm", type=int, default=5)
@@ -164,19 +165,25 @@ def main() -> int:
   reference = dict(_hash_rows(ref_dir))
   print(f"reference: {len(reference)} steps in {time.monotonic() - t0:.0f} s")
 
-  faults = ["SIGKILL"] * args.sigkill + ["SIGTERM"] * args.sigterm
+  # Each attempt advances a few steps at most, so that the run is still going at the last fault;
+  # the export moment (after the last commit) can only be the last fault.
+  faults = [("SIGKILL", rng.choice(["compile", "mid-step", "mid-save"]))
+            for _ in range(args.sigkill - 1)]
+  faults += [("SIGTERM", rng.choice(["compile", "mid-step", "mid-save"]))
+             for _ in range(args.sigterm)]
   rng.shuffle(faults)
+  faults.append(("SIGKILL", "export"))
   rows, failures, attempt_no = [], [], 0
-  for fault in faults:
-    moments = ["compile", "mid-step", "mid-save"] + (["export"] if fault == "SIGKILL" else [])
-    moment = rng.choice(moments)
+  for fault, moment in faults:
     done_rows = len(_hash_rows(run_dir))
     attempt_no += 1
     attempt = Attempt(_command(run_dir, data_dir, args),
                       os.path.join(logs, f"attempt{attempt_no:02d}.log"))
-    # Wait until the attempt has decided where it resumes (it logs it before compiling).
-    _wait_for(lambda: attempt.seen(r"Resumed from step|Parameter|train.py"), attempt.proc)
-    resumed_at = attempt.resumed_at()
+    # Where the attempt resumed: the step before the first batch it reads (read before the
+    # train step compiles).
+    _wait_for(lambda: len(_hash_rows(run_dir)) > done_rows, attempt.proc)
+    first = _hash_rows(run_dir)[done_rows:done_rows + 1]
+    resumed_at = first[0][0] - 1 if first else attempt.resumed_at()
     where = _trigger(moment, attempt, run_dir, rng, args, done_rows, resumed_at)
     if where is None or attempt.proc.poll() is not None:
       attempt.proc.kill()
@@ -189,7 +196,10 @@ def main() -> int:
     last_read = max(read, default=resumed_at)
     latest = checkpoint.Checkpointer(run_dir).latest_step() or 0
     lost = last_read - latest
-    bound = 0 if fault == "SIGTERM" else args.checkpoint_every
+    started = [int(m) for m in re.findall(r"Saving step (\d+)\.$", "".join(attempt.lines),
+                                          re.M) if int(m) > latest]
+    committing = last_read - min(started) if started else 0  # Steps run while it committed.
+    bound = 0 if fault == "SIGTERM" else args.checkpoint_every + committing
     ok_exit = code == 0 if fault == "SIGTERM" else code == -signal.SIGKILL
     rows.append((fault, moment, where, resumed_at, latest, lost, f"exit {code}"))
     if lost > bound or not ok_exit:

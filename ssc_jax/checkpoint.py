@@ -28,7 +28,6 @@ from typing import Any
 
 from absl import logging
 from etils import epath
-
 import flax.serialization
 import jax
 import ml_collections
@@ -158,16 +157,15 @@ class Checkpointer:
       try:
         state = self.restore(step, abstract_state)
       except Exception as e:  # pylint: disable=broad-except
-        logging.warning("Checkpoint step %d in %s failed to restore (%s: %s); trying the "
-                        "previous step.", step, self.directory, type(e).__name__,
-                        str(e).splitlines()[0][:300] if str(e) else "")
-        failed.append((step, f"{type(e).__name__}: {e}"))
+        logging.warning("Checkpoint step %d in %s failed to restore (%s); trying the "
+                        "previous step.", step, self.directory, _summary(e))
+        failed.append((step, _summary(e)))
         continue
       if failed:
         self._set_aside([s for s, _ in failed])
       return step, state
     if failed:
-      details = "\n".join(f"  step {s}: {m.splitlines()[0][:300]}" for s, m in failed)
+      details = "\n".join(f"  step {s}: {m}" for s, m in failed)
       raise RuntimeError(f"No checkpoint in {self.directory} restores:\n{details}\nA changed "
                          f"model cannot resume this run: use a new --workdir.")
     return None, None
@@ -197,8 +195,7 @@ class Checkpointer:
           step, args=ocp.args.Composite(**{_INPUT: _HostInputRestore(host_input.restore)}))
     except Exception as e:  # pylint: disable=broad-except
       logging.warning("Step %d in %s: the input position of process %d cannot be restored "
-                      "(%s: %s).", step, self.directory, jax.process_index(), type(e).__name__,
-                      str(e).splitlines()[0][:300] if str(e) else "")
+                      "(%s).", step, self.directory, jax.process_index(), _summary(e))
       return False
     return True
 
@@ -215,6 +212,12 @@ class Checkpointer:
   def close(self) -> None:
     self.wait()
     self._manager.close()
+
+
+def _summary(e: BaseException) -> str:
+  """'Type: first line of the message' (Orbax and TensorStore errors run to pages)."""
+  lines = str(e).splitlines()
+  return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
 
 
 def export_variables(path: str, variables: dict[str, Any],

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -21,6 +22,8 @@ import pytest
 
 from data_pipelines import pretrain_input
 from ssc_jax import checkpoint
+from ssc_jax import preemption
+from ssc_jax import train
 from tests import two_process_resume_worker as worker
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,3 +143,25 @@ def test_two_processes_each_host_resumes_its_own_stream(tmp_path, data_dir):
   assert all("Resumed from step 4" in e and "continues its saved stream" in e for e in errs)
   assert _hashes(tmp_path, 0)[1] != _hashes(tmp_path, 1)[1]  # Two different host streams.
   _assert_same_stream(tmp_path, data_dir, processes=2)
+
+
+def test_stop_request_sets_a_flag_ignores_repeats_and_restores_handlers():
+  before = signal.getsignal(signal.SIGTERM)
+  with preemption.StopRequest(listen=True) as stop:
+    assert not stop.requested
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.requested and stop.signal_name == "SIGTERM"
+    os.kill(os.getpid(), signal.SIGINT)  # A second signal neither raises nor changes the flag.
+    assert stop.signal_name == "SIGTERM"
+  assert signal.getsignal(signal.SIGTERM) is before
+  with preemption.StopRequest(listen=False) as stop:  # Multi-process runs: no local handlers.
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_checkpoint_every_minutes():
+  config = worker.smoke_config("", TOTAL)
+  config.train.checkpoint_every_minutes = 1.0
+  assert train._minutes_elapsed(config, time.monotonic() - 61)  # pylint: disable=protected-access
+  assert not train._minutes_elapsed(config, time.monotonic() - 50)  # pylint: disable=protected-access
+  config.train.checkpoint_every_minutes = 0
+  assert not train._minutes_elapsed(config, time.monotonic() - 1e6)  # pylint: disable=protected-access

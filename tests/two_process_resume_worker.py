@@ -7,7 +7,8 @@ One CPU device per process. With PROCESS_ID and PORT it is one of two local proc
 (jax.distributed on 127.0.0.1, as tests/two_process_worker.py), each streaming its own host
 batches. Every run records its host-batch hashes (`train.record_batch_hashes`) and saves every
 4 steps. KILL_AT > 0: when the input is asked for the batch of step KILL_AT + 1 (step KILL_AT
-has been dispatched), the process sends itself SIGNAL ("KILL" or "TERM"); 0 runs to the end.
+has been dispatched), the process sends itself SIGNAL ("KILL" or "TERM"; with two processes
+SIGTERM goes to process 0 only, as a preemption notice to one host); 0 runs to the end.
 """
 
 import os
@@ -70,7 +71,7 @@ def main() -> None:
     process_id, port = int(sys.argv[6]), int(sys.argv[7])
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
                                process_id=process_id, initialization_timeout=60)
-  if kill_at:
+  if kill_at and (sig != "TERM" or jax.process_index() == 0):  # One host gets a SIGTERM.
     _signal_at(workdir, kill_at, {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM}[sig])
   train.train_and_evaluate(smoke_config(data_dir, total), workdir)
   if jax.process_count() > 1:
