@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from absl import logging
@@ -86,7 +87,7 @@ def check_workdir(workdir: str) -> None:
     ConfigError: naming the workdir and the operating system's reason.
   """
   path = epath.Path(workdir)
-  probe = path / ".ssc_jax_write_probe"
+  probe = path / f".write_probe.{uuid.uuid4().hex}"  # One per process: hosts check at once.
   try:
     path.mkdir(parents=True, exist_ok=True)
     probe.write_text("ok")

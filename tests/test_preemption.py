@@ -10,6 +10,7 @@ uninterrupted in this process (host batches, compared by content hash).
 import collections
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -143,6 +144,20 @@ def test_two_processes_each_host_resumes_its_own_stream(tmp_path, data_dir):
   assert all("Resumed from step 4" in e and "continues its saved stream" in e for e in errs)
   assert _hashes(tmp_path, 0)[1] != _hashes(tmp_path, 1)[1]  # Two different host streams.
   _assert_same_stream(tmp_path, data_dir, processes=2)
+
+
+def test_two_processes_sigterm_to_one_host_stops_both_at_one_step(tmp_path, data_dir):
+  # Process 0 alone gets SIGTERM; the JAX preemption notifier turns it into a sync point that
+  # both processes reach at the same step (Checkpointer.reached_preemption).
+  codes, errs = _run(tmp_path, data_dir, kill_at=5, sig="TERM", processes=2)
+  assert codes == [0, 0], errs[0][-3000:] + errs[1][-3000:]
+  stops = [re.findall(r"Stopped at step (\d+)/8 on a preemption notice", e) for e in errs]
+  assert stops[0] == stops[1] and len(stops[0]) == 1, stops
+  step = int(stops[0][0])
+  assert 6 <= step < TOTAL
+  ckpt = checkpoint.Checkpointer(str(tmp_path))
+  assert ckpt.latest_step() == step
+  ckpt.close()
 
 
 def test_stop_request_sets_a_flag_ignores_repeats_and_restores_handlers():

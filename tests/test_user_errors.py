@@ -50,7 +50,7 @@ def test_wrong_type_on_the_command_line():
 
 def test_unknown_dataset_names_the_dataset_and_the_prepare_command(tmp_path, data_dir):
   with pytest.raises(datasets.DatasetNotPreparedError,
-                     match=r"Dataset 'no_such_dataset' is not prepared .*data_pipelines.prepare"):
+                     match=r"(?s)Dataset 'no_such_dataset' is not prepared .*data_pipelines.prepare"):
     train.train_and_evaluate(_smoke(data_dir, unlabeled="no_such_dataset"), str(tmp_path))
 
 
