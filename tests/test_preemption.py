@@ -183,3 +183,23 @@ def test_checkpoint_every_minutes():
   assert not train._minutes_elapsed(config, time.monotonic() - 50)  # pylint: disable=protected-access
   config.train.checkpoint_every_minutes = 0
   assert not train._minutes_elapsed(config, time.monotonic() - 1e6)  # pylint: disable=protected-access
+
+
+def test_host_batch_iterator_restores_the_exact_continuation(tmp_path, data_dir):
+  config = worker.smoke_config(data_dir, TOTAL)
+
+  def stream():
+    return pretrain_input.HostBatchIterator(
+        pretrain_input.make_pretrain_dataset(config.data, seed=config.seed))
+
+  straight = stream()
+  want = [pretrain_input.batch_digest(next(straight)) for _ in range(6)]
+  interrupted = stream()
+  for _ in range(3):
+    next(interrupted)
+  interrupted.save(str(tmp_path / "input"))
+  resumed = stream()
+  resumed.restore(str(tmp_path / "input"))
+  assert [pretrain_input.batch_digest(next(resumed)) for _ in range(3)] == want[3:]
+  with pytest.raises(Exception):  # No saved state there: refused, not silently fresh.
+    stream().restore(str(tmp_path / "nothing"))
