@@ -56,7 +56,7 @@ keyed on (seed, start_step, process_index, stream): crop starts come from statel
 (stream key, element counter). The same arguments give the same batches. Training builds the
 stream with start_step=0 and reads it through a `HostBatchIterator`, whose tf.data iterator
 state (file positions, shuffle buffers, element counters, in-memory caches) is saved with
-every checkpoint, one file per host: a resumed run restores it and reads exactly the
+every checkpoint, one file set per host: a resumed run restores it and reads exactly the
 continuation of the interrupted stream. Where no saved state fits (a checkpoint from another
 process count, or none), the stream is rebuilt with start_step=s: fresh and deterministic,
 not the continuation. The labeled subset never depends on start_step.
@@ -553,15 +553,12 @@ class HostBatchIterator:
   def __init__(self, dataset: tf.data.Dataset):
     self._iterator = iter(dataset)
     self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
-    self.produced = 0  # Batches returned since creation or the last restore.
 
   def __iter__(self) -> "HostBatchIterator":
     return self
 
   def __next__(self) -> dict[str, np.ndarray]:
-    batch = {k: v.numpy() for k, v in next(self._iterator).items()}
-    self.produced += 1
-    return batch
+    return {k: v.numpy() for k, v in next(self._iterator).items()}
 
   def save(self, prefix: str) -> None:
     """Writes the iterator state to files `prefix.*` (any tf.io.gfile path, gs:// too)."""
@@ -574,7 +571,6 @@ class HostBatchIterator:
       tf.errors.OpError / ValueError: no state at `prefix`, or one of a different pipeline.
     """
     self._checkpoint.read(prefix).assert_consumed()
-    self.produced = 0
 
 
 def batch_digest(batch: dict[str, np.ndarray]) -> str:
