@@ -74,7 +74,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.total_steps = 200_000
   c.train.log_every_steps = 50  # Progress line + TensorBoard/JSONL metrics.
   c.train.checkpoint_every_steps = 1000
+  c.train.checkpoint_every_minutes = 30.0  # Also save when this long passed (checked at log steps); 0 = off.
   c.train.keep_checkpoints = 3  # Orbax keeps this many most recent steps.
+  c.train.allow_config_change = False  # Resume a workdir whose saved config differs in math fields.
+  c.train.record_batch_hashes = False  # Debug: append each host batch's sha256 to DIR/batch_hashes.<p>.jsonl.
 
   # --- Multi-process start-up (spec: jax.distributed only when asked). ---
   c.distributed = ml_collections.ConfigDict()

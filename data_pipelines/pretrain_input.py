@@ -53,10 +53,13 @@ number of batches. A host whose range holds no usable track of a needed pool rai
 
 Randomness and resume. All randomness (file order, crop starts, pool mixing, shuffling) is
 keyed on (seed, start_step, process_index, stream): crop starts come from stateless ops on
-(stream key, element counter). The same arguments give the same batches. A run resumed at
-step s rebuilds the input with start_step=s and gets a fresh, deterministic stream: NOT the
-continuation of the interrupted one (tracks seen shortly before the interruption may be seen
-again soon, others later). The labeled subset does not depend on start_step.
+(stream key, element counter). The same arguments give the same batches. Training builds the
+stream with start_step=0 and reads it through a `HostBatchIterator`, whose tf.data iterator
+state (file positions, shuffle buffers, element counters, in-memory caches) is saved with
+every checkpoint, one file set per host: a resumed run restores it and reads exactly the
+continuation of the interrupted stream. Where no saved state fits (a checkpoint from another
+process count, or none), the stream is rebuilt with start_step=s: fresh and deterministic,
+not the continuation. The labeled subset never depends on start_step.
 
 Throughput and memory. Reading, decoding and cropping run in parallel tf.data maps. A pool
 part whose host share is small (≤ data.cache_megabytes, default 1024 MiB, estimated from the
@@ -69,6 +72,7 @@ a p_s subset of such a part is filtered out of a full read of the host's range (
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import zlib
@@ -534,3 +538,46 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
   options.deterministic = True
   options.experimental_optimization.inject_prefetch = False
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+class HostBatchIterator:
+  """This host's pretraining batches as NumPy dicts, with a saveable position.
+
+  The position is the tf.data iterator state (`tf.train.Checkpoint`), so a restored iterator
+  yields exactly the batches the saved one would have yielded next.
+
+  Args:
+    dataset: a dataset of `make_pretrain_dataset`.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self._iterator = iter(dataset)
+    self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
+
+  def __iter__(self) -> "HostBatchIterator":
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in next(self._iterator).items()}
+
+  def save(self, prefix: str) -> None:
+    """Writes the iterator state to files `prefix.*` (any tf.io.gfile path, gs:// too)."""
+    self._checkpoint.write(prefix)
+
+  def restore(self, prefix: str) -> None:
+    """Moves the iterator to the position saved at `prefix`.
+
+    Raises:
+      tf.errors.OpError / ValueError: no state at `prefix`, or one of a different pipeline.
+    """
+    self._checkpoint.read(prefix).assert_consumed()
+
+
+def batch_digest(batch: dict[str, np.ndarray]) -> str:
+  """sha256 over a host batch's keys, dtypes, shapes and bytes (to compare streams)."""
+  h = hashlib.sha256()
+  for k in sorted(batch):
+    v = np.ascontiguousarray(batch[k])
+    h.update(f"{k}:{v.dtype.str}:{v.shape}".encode())
+    h.update(v.tobytes())
+  return h.hexdigest()

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from typing import Any
+
+from absl import logging
+from etils import epath
 import ml_collections
 
 from ssc_jax import models
@@ -74,6 +80,9 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
   if t.total_steps < 1 or t.log_every_steps < 1 or t.checkpoint_every_steps < 1:
     raise ConfigError("train.total_steps, train.log_every_steps and "
                       "train.checkpoint_every_steps must be >= 1.")
+  if t.get("checkpoint_every_minutes", 0) < 0:
+    raise ConfigError(f"train.checkpoint_every_minutes={t.checkpoint_every_minutes} must be "
+                      ">= 0 (0 = off).")
   _check_optimizer(config.optimizer, t.total_steps)
 
 
@@ -121,6 +130,82 @@ def cpu_only_warning(config: ml_collections.ConfigDict, backend: str) -> str | N
           "(README, section 'GPU and TPU'); otherwise expect this run to be very slow.")
 
 
+def check_workdir(workdir: epath.PathLike) -> None:
+  """Creates `workdir` (local or gs://) and proves it writable with a probe file.
+
+  Raises:
+    ConfigError: naming the workdir and the operating system's reason.
+  """
+  path = epath.Path(workdir)
+  probe = path / f".write_probe.{uuid.uuid4().hex}"  # One per process: hosts check at once.
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+    probe.write_text("ok")
+    probe.unlink()
+  except OSError as e:
+    raise ConfigError(f"--workdir={workdir} is not a writable directory ({e}).") from e
+
+
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:
   """The `pos_threshold` argument of the loss functions for this config."""
   return "weighted" if loss_config.positives == "weighted" else int(loss_config.pos_threshold)
+
+
+# Fields that may differ between a run and its resumption: they do not change what a step
+# computes (budget, logging, checkpoint cadence, topology, where data lives, evaluation).
+_RESUMABLE_PREFIXES = ("train.", "distributed.", "evaluate.", "data.data_dir",
+                       "data.cache_megabytes")
+_ABSENT = "(absent)"
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def changed_fields(saved: dict[str, Any], config: ml_collections.ConfigDict
+                   ) -> list[tuple[str, Any, Any]]:
+  """Fields that change the math between a saved run config and `config`.
+
+  Args:
+    saved: the saved run's config as JSON data (`config.json` of the workdir).
+    config: the config of the run about to resume.
+
+  Returns:
+    Sorted (field, saved value, new value); values absent on one side are "(absent)".
+  """
+  old = _flatten(saved)
+  new = _flatten(json.loads(config.to_json_best_effort()))
+  return [(k, old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in sorted(set(old) | set(new))
+          if not k.startswith(_RESUMABLE_PREFIXES) and old.get(k, _ABSENT) != new.get(k, _ABSENT)]
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Refuses to resume a workdir whose saved run config differs in fields that change the math.
+
+  Call only when the workdir holds a checkpoint. `config.train.allow_config_change=True`
+  turns the refusal into a warning.
+
+  Raises:
+    ConfigError: listing every differing field with its saved and new value.
+  """
+  path = epath.Path(workdir) / "config.json"
+  if not path.exists():
+    return
+  with path.open() as f:
+    saved = json.load(f)
+  diff = changed_fields(saved, config)
+  if not diff:
+    return
+  lines = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, old, new in diff)
+  if config.train.get("allow_config_change", False):
+    logging.warning("Resuming %s with a changed config (allowed):\n%s", workdir, lines)
+    return
+  raise ConfigError(
+      f"{workdir} holds a run with a different config ({path}); the fields that change the "
+      f"math differ:\n{lines}\nUse a new --workdir, or pass "
+      f"--config.train.allow_config_change=True to resume anyway.")

@@ -8,15 +8,17 @@ device computes at B (BatchNorm statistics and negatives are global).
 
 from __future__ import annotations
 
-import os
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from absl import logging
 from clu import parameter_overview
+from etils import epath
 import flax.struct
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -31,6 +33,7 @@ from ssc_jax import models
 from ssc_jax import optim
 from ssc_jax import parallel
 from ssc_jax import paths
+from ssc_jax import preemption
 
 
 @flax.struct.dataclass
@@ -138,6 +141,30 @@ def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
   return names
 
 
+def _minutes_elapsed(config: ml_collections.ConfigDict, since: float) -> bool:
+  """Whether `train.checkpoint_every_minutes` passed since `since` (time.monotonic()).
+
+  Multi-process runs follow process 0's clock, so every process saves at the same step.
+  """
+  minutes = config.train.get("checkpoint_every_minutes", 0)
+  due = bool(minutes) and time.monotonic() - since >= 60 * minutes
+  if jax.process_count() > 1:
+    due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+  return due
+
+
+def _record_batch_hashes(host_batches: Iterator[dict[str, np.ndarray]], workdir: epath.Path,
+                         start_step: int) -> Iterator[dict[str, np.ndarray]]:
+  """Passes host batches through, appending {"step", "sha256"} lines to
+  `<workdir>/batch_hashes.<process>.jsonl` (`train.record_batch_hashes`, for fault tests)."""
+  from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
+  path = workdir / f"batch_hashes.{jax.process_index()}.jsonl"
+  for step, batch in enumerate(host_batches, start=start_step + 1):
+    with path.open("a") as f:
+      f.write(json.dumps({"step": step, "sha256": pretrain_input.batch_digest(batch)}) + "\n")
+    yield batch
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: paths.PathLike) -> TrainState:
   """Pretrains (resuming from `workdir` if it holds a checkpoint), exports, then evaluates.
@@ -150,7 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   # ----------------------------------------------------------------------- checks & mesh ---
   workdir = paths.resolve(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  config_checks.check_workdir(workdir)
   mesh = parallel.make_mesh()
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
@@ -160,10 +187,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   # ------------------------------------------- input (fails fast on unprepared data) ---
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)
-  start_step = ckpt.latest_step() or 0
-  host_batches = pretrain_input.make_pretrain_dataset(
-      config.data, seed=config.seed, start_step=start_step,
-      process_index=jax.process_index(), process_count=jax.process_count()).as_numpy_iterator()
+  if ckpt.all_steps():
+    config_checks.check_resume_config(config, workdir)
+
+  def make_host_input(start_step: int) -> pretrain_input.HostBatchIterator:
+    return pretrain_input.HostBatchIterator(pretrain_input.make_pretrain_dataset(
+        config.data, seed=config.seed, start_step=start_step,
+        process_index=jax.process_index(), process_count=jax.process_count()))
+
+  host_input = make_host_input(0)
 
   # ----------------------------------------------------------------- model & optimiser ---
   model = models.build_model(config.model)
@@ -173,12 +205,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   # ----------------------------------------------------------- state: fresh or resumed ---
   state = create_train_state(config, model, tx, mesh, init_rng)
+  start_step, restored = ckpt.restore_newest(abstract_train_state(state))
+  start_step = start_step or 0
   if start_step:
-    state = ckpt.restore(start_step, abstract_train_state(state))
-    logging.info("Resumed from step %d in %s.", start_step, ckpt.directory)
+    state = restored
+    if ckpt.restore_input(start_step, host_input):
+      logging.info("Resumed from step %d in %s; the input continues its saved stream.",
+                   start_step, ckpt.directory)
+    else:
+      host_input = make_host_input(start_step)
+      logging.warning("Resumed from step %d in %s; the input restarts a fresh deterministic "
+                      "stream seeded by the step (not the interrupted stream's continuation).",
+                      start_step, ckpt.directory)
   else:
     parameter_overview.log_parameter_overview(state.params)
-  batches = parallel.prefetch_to_mesh(host_batches, mesh)
+  host_batches = host_input
+  if config.train.get("record_batch_hashes", False):
+    host_batches = _record_batch_hashes(host_input, workdir, start_step)
+  # Prefetch depth 1: the next host batch is read only when the loop asks for it, so after the
+  # step that consumed batch s the iterator stands exactly at s and its saved position is the
+  # continuation. The host→device copy still overlaps the previous (asynchronous) step.
+  batches = parallel.prefetch_to_mesh(host_batches, mesh, size=1)
 
   # ---------------------------------------------------------------------- train loop ---
   train_step = make_train_step(config, model, tx, augment_fn, mesh)
@@ -188,7 +235,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   keep_metrics = _component_metric_names(config)
   views_per_step = config.data.batch_size * config.data.num_views
   total = config.train.total_steps
-  last_saved = start_step
+  last_saved, last_save_time = start_step, time.monotonic()
   window_start, window_steps = time.perf_counter(), 0
   step = start_step
   pending: tuple[int, dict[str, jax.Array]] | None = None  # read one step late.
@@ -202,30 +249,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           f"checkpoint is step {last_saved} in {ckpt.directory}.")
     return values
 
-  while step < total:
-    state, metrics = train_step(state, next(batches), augment_rng)
-    step += 1
-    window_steps += 1
-    if pending is not None:
-      check_finite(*pending)
-    pending = (step, metrics)
-    log_now = step % config.train.log_every_steps == 0 or step == total
-    save_now = step % config.train.checkpoint_every_steps == 0 or step == total
-    if log_now or save_now:  # Never log or save past a non-finite loss.
-      values = check_finite(*pending)
-      pending = None
-    if log_now:
-      elapsed = time.perf_counter() - window_start
-      values["views_per_second"] = window_steps * views_per_step / elapsed
-      writer.write(step, values)
-      logging.info("step %d/%d  loss %.4f  views/s %.1f", step, total, values["loss"],
-                   values["views_per_second"])
-      window_start, window_steps = time.perf_counter(), 0
-    if save_now:
-      ckpt.save(step, state)
-      last_saved = step
-  ckpt.close()
+  stop = preemption.StopRequest(listen=jax.process_count() == 1)
+  with stop:
+    while step < total:
+      state, metrics = train_step(state, next(batches), augment_rng)
+      step += 1
+      window_steps += 1
+      if pending is not None:
+        check_finite(*pending)
+      pending = (step, metrics)
+      stop_now = stop.requested or ckpt.reached_preemption(step)
+      log_now = step % config.train.log_every_steps == 0 or step == total
+      save_now = (step % config.train.checkpoint_every_steps == 0 or step == total or stop_now
+                  or (log_now and _minutes_elapsed(config, last_save_time)))
+      if log_now or save_now:  # Never log or save past a non-finite loss.
+        values = check_finite(*pending)
+        pending = None
+      if log_now:
+        elapsed = time.perf_counter() - window_start
+        values["views_per_second"] = window_steps * views_per_step / elapsed
+        writer.write(step, values)
+        logging.info("step %d/%d  loss %.4f  views/s %.1f", step, total, values["loss"],
+                     values["views_per_second"])
+        window_start, window_steps = time.perf_counter(), 0
+      if save_now:
+        logging.info("Saving step %d.", step)
+        ckpt.save(step, state, host_input)
+        last_saved, last_save_time = step, time.monotonic()
+      if stop_now:
+        break
+    ckpt.close()
   writer.close()
+  if step < total:
+    logging.warning("Stopped at step %d/%d on %s; checkpoint committed in %s. Run the same "
+                    "command to resume.", step, total,
+                    stop.signal_name or "a preemption notice", ckpt.directory)
+    return state
 
   # ---------------------------------------------------------------- export & evaluate ---
   export_path = workdir / "encoder.msgpack"
