@@ -21,6 +21,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.width = 1.0  # Channel multiplier (1.0 = the paper's SampleCNN; 0.25 for the demo).
   c.model.projection_hidden = 512  # Hidden width of the bias-free projection MLP.
   c.model.projection_dim = 128  # Output width of the projection MLP (the contrastive space).
+  # Compute dtype of convolutions and dense layers: "float32" or "bfloat16". Parameters,
+  # optimizer state, BatchNorm statistics, the projection output and the loss stay float32.
+  c.model.dtype = "float32"
 
   # --- Data (spec §4). ---
   c.data = ml_collections.ConfigDict()
@@ -50,12 +53,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.parity = False  # True: -log(p + 1e-6) exactly as the original; False: stable log-softmax.
   c.loss.chunk_size = 0  # >0: column-chunked loss with O(R_local·chunk) memory; 0 = dense.
 
-  # --- Optimiser (spec §6: Adam 1e-4, no schedule, no decay, no clipping). ---
+  # --- Optimiser (spec §6: Adam 1e-4, no schedule, no decay, no clipping); ssc_jax/optim.py. ---
   c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.learning_rate = 1e-4
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-  c.optimizer.eps = 1e-8
+  c.optimizer.name = "adam"  # "adam", "adamw", "lamb" or "lars".
+  c.optimizer.learning_rate = 1e-4  # Peak lr at reference_batch_size views (see lr_scaling).
+  c.optimizer.schedule = "constant"  # "constant", "warmup_cosine" or "warmup_linear" (to 0).
+  c.optimizer.warmup_steps = 0  # Linear warm-up from 0 (warmup_* schedules).
+  c.optimizer.lr_scaling = "none"  # "none", "linear" or "sqrt" in (B·N / reference_batch_size).
+  c.optimizer.reference_batch_size = 256  # Views per global batch that learning_rate is for.
+  c.optimizer.weight_decay = 0.0  # Decoupled decay of kernels (adamw, lamb, lars); not biases/BN.
+  c.optimizer.grad_clip_norm = 0.0  # > 0: clip the global gradient norm to this first.
+  c.optimizer.b1 = 0.9  # Adam-family first-moment decay.
+  c.optimizer.b2 = 0.999  # Adam-family second-moment decay.
+  c.optimizer.eps = 1e-8  # Adam-family epsilon.
+  c.optimizer.momentum = 0.9  # LARS momentum.
+  c.optimizer.trust_coefficient = 0.001  # LARS trust coefficient η.
 
   # --- Loop, logging, checkpoints. ---
   c.train = ml_collections.ConfigDict()

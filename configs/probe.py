@@ -78,6 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.job = "probe"  # ssc_jax.main dispatches to ssc_jax.evaluation.probe.run.
   c.pretrained = ""  # Pretraining workdir or exported encoder.msgpack (required).
+  c.dtype = ""  # Encoder compute dtype ("float32", "bfloat16"); "" = the pretraining run's.
   c.name = ""  # Encoder name in reports; "" = the pretraining workdir's folder name.
   c.seed = 0  # Seeds the head init, epoch order, crops, corruptions and prototype draws.
 

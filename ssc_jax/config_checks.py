@@ -5,6 +5,11 @@ from __future__ import annotations
 import ml_collections
 
 from ssc_jax import models
+from ssc_jax import optim
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+ONE_DEVICE_VIEWS = 192  # The paper's single-GPU global batch: 96 items × 2 views.
 
 
 class ConfigError(ValueError):
@@ -53,6 +58,8 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
     raise ConfigError(str(e)) from e
   if config.model.width <= 0:
     raise ConfigError(f"model.width={config.model.width} must be positive.")
+  if config.model.dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"model.dtype={config.model.dtype!r}: use one of {COMPUTE_DTYPES}.")
   loss = config.loss
   if loss.temperature <= 0:
     raise ConfigError(f"loss.temperature={loss.temperature} must be positive.")
@@ -67,8 +74,51 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
   if t.total_steps < 1 or t.log_every_steps < 1 or t.checkpoint_every_steps < 1:
     raise ConfigError("train.total_steps, train.log_every_steps and "
                       "train.checkpoint_every_steps must be >= 1.")
-  if config.optimizer.learning_rate <= 0:
-    raise ConfigError(f"optimizer.learning_rate={config.optimizer.learning_rate} must be > 0.")
+  _check_optimizer(config.optimizer, t.total_steps)
+
+
+def _check_optimizer(o: ml_collections.ConfigDict, total_steps: int) -> None:
+  """Raises ConfigError for an `optimizer` section that optim.make_optimizer cannot build."""
+  for field, valid in (("name", optim.OPTIMIZERS), ("schedule", optim.SCHEDULES),
+                       ("lr_scaling", optim.LR_SCALINGS)):
+    if o[field] not in valid:
+      raise ConfigError(f"optimizer.{field}={o[field]!r}: use one of {valid}.")
+  if o.learning_rate <= 0:
+    raise ConfigError(f"optimizer.learning_rate={o.learning_rate} must be > 0.")
+  if o.reference_batch_size < 1:
+    raise ConfigError(f"optimizer.reference_batch_size={o.reference_batch_size} must be >= 1.")
+  if o.schedule != "constant" and not 0 <= o.warmup_steps < total_steps:
+    raise ConfigError(f"optimizer.warmup_steps={o.warmup_steps} must be in [0, "
+                      f"train.total_steps={total_steps}) for schedule {o.schedule!r}.")
+  if o.weight_decay < 0 or o.grad_clip_norm < 0:
+    raise ConfigError("optimizer.weight_decay and optimizer.grad_clip_norm must be >= 0.")
+  if o.weight_decay > 0 and o.name == "adam":
+    raise ConfigError("optimizer.weight_decay > 0 needs optimizer.name 'adamw', 'lamb' or "
+                      "'lars' (the paper's 'adam' has no decay).")
+
+
+def cpu_only_warning(config: ml_collections.ConfigDict, backend: str) -> str | None:
+  """A start-up warning when a config sized for accelerators finds only a CPU, else None.
+
+  Args:
+    config: the full pretraining config.
+    backend: `jax.default_backend()` ("cpu", "gpu", "tpu").
+  """
+  if backend != "cpu":
+    return None
+  views = config.data.batch_size * config.data.num_views
+  reasons = []
+  if views > ONE_DEVICE_VIEWS:
+    reasons.append(f"its global batch of {views} views (data.batch_size × data.num_views) is "
+                   f"more than one accelerator's worth (the paper used {ONE_DEVICE_VIEWS} on "
+                   "one GPU)")
+  if config.model.dtype == "bfloat16":
+    reasons.append("model.dtype='bfloat16' is emulated, and slow, on CPU")
+  if not reasons:
+    return None
+  return ("JAX found only CPU devices, but this config is meant for accelerators: "
+          + "; ".join(reasons) + ". If you have a GPU or TPU, install the matching JAX build "
+          "(README, section 'GPU and TPU'); otherwise expect this run to be very slow.")
 
 
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:

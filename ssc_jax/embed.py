@@ -50,6 +50,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--out", required=True, help="output file: .npz or .csv")
   parser.add_argument("--batch_size", type=int, default=32, help="chunks per encoder call")
   parser.add_argument("--max_chunks", type=int, default=64, help="leading chunks per file")
+  parser.add_argument("--dtype", default="", choices=("", "float32", "bfloat16"),
+                      help="compute dtype (default: the pretraining run's model.dtype)")
   parser.add_argument("--num_workers", type=int, default=4, help="audio decoding threads")
   parser.add_argument("paths", nargs="+", help="audio files and folders")
   args = parser.parse_args(argv)
@@ -167,7 +169,7 @@ def write_output(path: str, result: dict[str, object], encoder: pretrained.Pretr
 def main(argv: Sequence[str] | None = None) -> int:
   """Runs the CLI on `argv` (default sys.argv[1:]); returns the exit status."""
   args = parse_args(argv)
-  encoder = pretrained.load_pretrained(args.params or args.workdir)
+  encoder = pretrained.load_pretrained(args.params or args.workdir, args.dtype)
   result = embed_files(encoder, args.paths, batch_size=args.batch_size,
                        max_chunks=args.max_chunks, num_workers=args.num_workers)
   write_output(args.out, result, encoder)

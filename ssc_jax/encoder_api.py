@@ -85,7 +85,7 @@ class Encoder:
 
 
 def load_encoder(path: str, *, batch_size: int = 32, max_chunks: int = 64,
-                 view_length: int | None = None) -> Encoder:
+                 view_length: int | None = None, dtype: str = "") -> Encoder:
   """Loads a pretrained encoder for embedding.
 
   Args:
@@ -94,9 +94,10 @@ def load_encoder(path: str, *, batch_size: int = 32, max_chunks: int = 64,
     batch_size: chunks per jitted call.
     max_chunks: default leading chunks averaged per track.
     view_length: samples per chunk (default: the pretraining view length).
+    dtype: compute dtype, "float32" or "bfloat16" (default: the pretraining run's).
 
   Returns:
     An Encoder.
   """
-  return Encoder(pretrained.load_pretrained(path), batch_size=batch_size, max_chunks=max_chunks,
-                 view_length=view_length)
+  return Encoder(pretrained.load_pretrained(path, dtype), batch_size=batch_size,
+                 max_chunks=max_chunks, view_length=view_length)

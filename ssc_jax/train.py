@@ -1,7 +1,7 @@
 """SemiSupCon pretraining: `train_and_evaluate(config, workdir)`, read top to bottom.
 
 One jitted step over a 1-D device mesh: augment (on device) → encoder + projection on all B·N
-views → semi-supervised NT-Xent over the GLOBAL batch → Adam. Parameters are replicated, the
+views → semi-supervised NT-Xent over the GLOBAL batch → optimiser. Parameters are replicated, the
 batch is sharded on its item axis, so N devices at global batch B compute exactly what one
 device computes at B (BatchNorm statistics and negatives are global).
 """
@@ -28,6 +28,7 @@ from ssc_jax import config_checks
 from ssc_jax import losses
 from ssc_jax import metric_logging
 from ssc_jax import models
+from ssc_jax import optim
 from ssc_jax import parallel
 
 
@@ -52,9 +53,8 @@ class TrainState:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam as the original (spec §6): constant lr, no decay, no clipping."""
-  o = config.optimizer
-  return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2, eps=o.eps)
+  """The optimiser of `config.optimizer` (ssc_jax/optim.py); the paper's is Adam at 1e-4."""
+  return optim.make_optimizer(config)
 
 
 def _state_init_fn(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
@@ -115,7 +115,7 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
   lc = config.loss
   loss_kwargs = dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
                      parity=lc.parity, chunk_size=lc.chunk_size)
-  learning_rate = config.optimizer.learning_rate
+  learning_rate = optim.make_schedule(config)  # Of the update count, = state.step.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     audio = augment_fn(jax.random.fold_in(rng, state.step), batch["audio"])
@@ -135,7 +135,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
     new_state = state.replace(step=state.step + 1,
                               params=optax.apply_updates(state.params, param_updates),
                               batch_stats=updates["batch_stats"], opt_state=opt_state)
-    metrics = {"loss": loss, "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+    metrics = {"loss": loss,
+               "learning_rate": jnp.asarray(learning_rate(state.step), jnp.float32),
                "grad_norm": optax.tree.norm(grads),
                **losses.loss_metrics(jax.lax.stop_gradient(z), item_ids, labels, labeled,
                                      **loss_kwargs)}
@@ -171,6 +172,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   config_checks.check_pretrain_config(config, device_count=jax.device_count(),
                                       process_count=jax.process_count())
   logging.info("Mesh %s over %d processes.", dict(mesh.shape), jax.process_count())
+  if warning := config_checks.cpu_only_warning(config, jax.default_backend()):
+    logging.warning(warning)
 
   # ------------------------------------------- input (fails fast on unprepared data) ---
   ckpt = checkpoint.Checkpointer(workdir, keep=config.train.keep_checkpoints)

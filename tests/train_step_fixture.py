@@ -33,18 +33,24 @@ def fixed_batch(seed: int = 0) -> dict[str, np.ndarray]:
   return {"audio": audio.astype(np.float32), "labels": labels, "labeled": labeled}
 
 
-def run_one_step(mesh, host_batch):
+def run_one_step(mesh, host_batch, config=None, tx=None):
   """Initialises the tiny model on `mesh` and applies one SGD(lr=1) train step to `host_batch`.
 
   SGD with lr 1 makes the update exactly minus the gradient, so comparing updates compares
   gradients. (Adam's first step is ±lr·sign(g): it would hide a ×N gradient scale.)
 
+  Args:
+    mesh: the device mesh.
+    host_batch: `fixed_batch()`.
+    config: defaults to `tiny_config()`.
+    tx: defaults to SGD(lr=1); the returned "gradient" is then params before - after.
+
   Returns:
-    (gradient, state, metrics) fetched to host numpy.
+    (params before - params after, state, metrics) fetched to host numpy.
   """
-  config = tiny_config()
+  config = config or tiny_config()
   model = models.build_model(config.model)
-  tx = optax.sgd(1.0)
+  tx = tx or optax.sgd(1.0)
   init_rng, aug_rng = jax.random.split(jax.random.key(config.seed))
   state = train.create_train_state(config, model, tx, mesh, init_rng)
   params0 = jax.device_get(state.params)

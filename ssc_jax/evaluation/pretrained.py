@@ -22,6 +22,7 @@ import jax
 import ml_collections
 
 from ssc_jax import checkpoint
+from ssc_jax import config_checks
 from ssc_jax import models
 
 DEFAULT_SAMPLE_RATE = 22050
@@ -92,11 +93,23 @@ def _restore_latest(workdir: str, config: ml_collections.ConfigDict) -> tuple[in
   return step, jax.device_get(state.variables)
 
 
-def load_pretrained(path: str) -> PretrainedEncoder:
+def _with_dtype(model_config: ml_collections.ConfigDict,
+                dtype: str) -> ml_collections.ConfigDict:
+  """`model_config` computing in `dtype` ("" keeps the run's; exports before model.dtype: f32)."""
+  model_config = ml_collections.ConfigDict(model_config.to_dict())
+  if dtype:
+    if dtype not in config_checks.COMPUTE_DTYPES:
+      raise ValueError(f"dtype={dtype!r}: use one of {config_checks.COMPUTE_DTYPES}.")
+    model_config.dtype = dtype
+  return model_config
+
+
+def load_pretrained(path: str, dtype: str = "") -> PretrainedEncoder:
   """Loads an encoder from an exported msgpack file or a pretraining workdir.
 
   Args:
     path: `encoder.msgpack` file, or a pretraining workdir.
+    dtype: compute dtype for inference ("float32" or "bfloat16"); "" = the run's `model.dtype`.
 
   Returns:
     PretrainedEncoder.
@@ -112,6 +125,7 @@ def load_pretrained(path: str) -> PretrainedEncoder:
   path = os.path.expanduser(path)
   if os.path.isfile(path):
     model_config, variables = _load_export(path)
+    model_config = _with_dtype(model_config, dtype)
     model = models.build_model(model_config)
     config = _read_config(os.path.join(os.path.dirname(os.path.abspath(path)), CONFIG_NAME))
     sample_rate, view_length = _data_settings(config)
@@ -120,14 +134,15 @@ def load_pretrained(path: str) -> PretrainedEncoder:
     raise FileNotFoundError(f"pretrained encoder {path!r}: no such file or directory.")
   export = os.path.join(path, EXPORT_NAME)
   if os.path.isfile(export):
-    return load_pretrained(export)
+    return load_pretrained(export, dtype)
   config = _read_config(os.path.join(path, CONFIG_NAME))
   if config is None:
     raise ValueError(f"{path}: no {EXPORT_NAME} and no {CONFIG_NAME}; cannot rebuild the model "
                      "to restore a checkpoint.")
   step, variables = _restore_latest(path, config)
   sample_rate, view_length = _data_settings(config)
-  return PretrainedEncoder(models.build_model(config.model), variables, config.model,
+  model_config = _with_dtype(config.model, dtype)
+  return PretrainedEncoder(models.build_model(model_config), variables, model_config,
                            sample_rate, view_length, f"{path} (checkpoint step {step})")
 
 

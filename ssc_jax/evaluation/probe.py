@@ -214,7 +214,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   if config.prototypes.enabled and kind == metrics.REGRESSION:
     raise ValueError(f"config.prototypes.enabled: task {task.name} is a regression task; "
                      "prototypes need class labels.")
-  encoder = pretrained.load_pretrained(config.pretrained)
+  encoder = pretrained.load_pretrained(config.pretrained, config.dtype)
   data_rate = int((builder.info.metadata or {}).get("sample_rate", encoder.sample_rate))
   if data_rate != encoder.sample_rate:
     raise ValueError(f"{task.dataset} is stored at {data_rate} Hz but the encoder "
