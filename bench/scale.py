@@ -40,7 +40,10 @@ _DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "pred": 1, "s
 _COLLECTIVE_RE = re.compile(
     r"=\s*(.*?)\s(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
 _SHAPE_RE = re.compile(r"\b(" + "|".join(_DTYPE_BYTES) + r")\[([\d,]*)\]")
-_HBM_RE = re.compile(r"Used ([\d.]+)([KMGT]?) of ([\d.]+)([KMGT]?) hbm")
+# The two forms of libtpu's out-of-memory error.
+_HBM_RES = (re.compile(r"Used ([\d.]+)([KMGT]?) of ([\d.]+)([KMGT]?) hbm"),
+            re.compile(r"HLO temporaries \(([\d.]+)([KMGT]?)\) exceeds available HBM "
+                       r"\(([\d.]+)([KMGT]?)\)"))
 
 
 def collectives(hlo_text: str) -> dict[str, dict[str, Any]]:
@@ -105,7 +108,7 @@ def compile_case(mesh, per_chip: int, dtype: str, chunk_size: int) -> dict[str, 
   try:
     compiled = lowered.compile()
   except Exception as e:  # pylint: disable=broad-except
-    hbm = _HBM_RE.search(str(e))
+    hbm = next(filter(None, (r.search(str(e)) for r in _HBM_RES)), None)
     if not hbm:
       raise
     row.update(fits=False, used_gib=_gib(*hbm.groups()[:2]),
