@@ -20,7 +20,7 @@ marked "not run" with the prediction above that.
 `--devices 64 --rows 65536` compiles only (no run) on 64 simulated CPU devices with the rows
 sharded, as under training, and prints the per-device temp bytes.
 
-  .venv/bin/python bench/loss.py                        # R = 1024 … 16384, ~5 min
+  .venv/bin/python bench/loss.py                        # R = 1024 … 16384, ~3 min
   .venv/bin/python bench/loss.py --compile-only --devices 64 --rows 65536
 """
 
@@ -121,7 +121,7 @@ def official_worker() -> None:
       out.backward()
       seconds.append(time.perf_counter() - start)
       peak = max(peak, hwm_bytes() - base)
-      loss = float(out)
+      loss = out.item()
       del out, z
     print(json.dumps({"seconds": seconds, "peak_rss_growth": peak, "loss": loss}), flush=True)
 
@@ -235,6 +235,7 @@ def measure(args: argparse.Namespace) -> None:
     if worker:
       predicted = official_peak * 4
       if predicted > args.official_max_gb * 1e9:
+        official_peak = predicted
         results.append(("official (torch)", None, predicted, None))
       else:
         worker.stdin.write(json.dumps({"rows": rows, "repeats": args.official_repeats}) + "\n")
