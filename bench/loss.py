@@ -191,6 +191,7 @@ def _compile_report(arrays, chunk_sizes, mesh) -> None:
 def measure(args: argparse.Namespace) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from ssc_jax import losses  # pylint: disable=g-import-not-at-top
   a = jax.random.normal(jax.random.key(0), (MATMUL_N, MATMUL_N), jnp.float32)
   dot = jax.jit(jnp.dot)
 
@@ -244,6 +245,11 @@ def measure(args: argparse.Namespace) -> None:
         official_peak = reply["peak_rss_growth"]
         results.append(("official (torch)", statistics.median(reply["seconds"]), official_peak,
                         reply["loss"]))
+        # Same numbers: ours with the original's −log(p + 1e-6) per pair (parity=True).
+        parity = float(losses.semisup_ntxent(z, item_ids, labels, temperature=TEMPERATURE,
+                                             parity=True))
+        print(f"{rows:>6} | check: ours with parity=True {parity:.6f}, official "
+              f"{reply['loss']:.6f} (ours above: the stable default, no 1e-6)")
     floor = loss_flops(rows) / matmul_rate()
     for name, seconds, mem, loss in results:
       if seconds is None:
