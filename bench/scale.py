@@ -173,7 +173,9 @@ def _largest_fitting_batch(rows: list[dict[str, Any]], capacity_gib: float) -> s
     return "n/a"
   (b0, m0), (b1, m1) = points[-2], points[-1]
   slope = (m1 - m0) / (b1 - b0)
-  return f"≈{int(b0 + (capacity_gib - m0) / slope)}"
+  estimate = int(b0 + (capacity_gib - m0) / slope)
+  how = "interpolated" if b0 <= estimate <= b1 else "extrapolated"
+  return f"≈{estimate} ({how} from {b0}: {m0:.1f} GiB and {b1}: {m1:.1f} GiB)"
 
 
 def table(paths: list[str]) -> None:
@@ -197,8 +199,8 @@ def table(paths: list[str]) -> None:
           f"{r['total_bytes'] / 2**30:.2f} | yes | {r['flops'] / 1e12:.2f} | {projected} | "
           f"{coll} |")
   print()
-  print("| topology | dtype | loss | largest per-chip batch that fits HBM (interpolated) |")
-  print("|---|---|---|---|")
+  print("| topology | dtype | loss | HBM | largest per-chip batch that fits (linear in the batch) |")
+  print("|---|---|---|---|---|")
   groups = collections.defaultdict(list)
   for r in rows:
     groups[(r["topology"], r["dtype"], r["chunk_size"])].append(r)
@@ -207,8 +209,8 @@ def table(paths: list[str]) -> None:
     if chip not in CHIPS:
       continue
     loss = "dense" if chunk_size == 0 else f"chunked {chunk_size}"
-    print(f"| {topology} | {dtype} | {loss} | "
-          f"{_largest_fitting_batch(group, CHIPS[chip][0])} of {CHIPS[chip][0]} GiB |")
+    print(f"| {topology} | {dtype} | {loss} | {CHIPS[chip][0]} GiB | "
+          f"{_largest_fitting_batch(group, CHIPS[chip][0])} |")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
