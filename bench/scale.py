@@ -31,8 +31,11 @@ from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Published per-chip figures: HBM (GiB) and dense bf16 peak (TFLOP/s).
-CHIPS = {"v5e": (16, 197.0), "v4": (32, 275.0), "v5p": (95, 459.0)}
+# Published figures per JAX device: HBM (GiB) and dense bf16 peak (TFLOP/s). A v5e or v5p
+# chip is one device. libtpu's deviceless v4 topologies have one device per TensorCore
+# (v4:2x2x2 = 8 chips, 16 devices), so a v4 device is half a chip: 16 of its 32 GiB and
+# half of its 275 TFLOP/s.
+CHIPS = {"v5e": (16, 197.0), "v4": (16, 137.5), "v5p": (95, 459.0)}
 PROJECTION_MFU = 0.5
 COLLECTIVES = ("all-gather", "all-reduce", "reduce-scatter", "all-to-all", "collective-permute")
 _DTYPE_BYTES = {"f32": 4, "bf16": 2, "f16": 2, "s32": 4, "u32": 4, "pred": 1, "s8": 1, "u8": 1,
@@ -165,17 +168,26 @@ def run(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def _largest_fitting_batch(rows: list[dict[str, Any]], capacity_gib: float) -> str:
-  """Per-chip batch at which the total bytes reach `capacity_gib`, linear between two compiles."""
-  points = sorted((r["per_chip"], r["total_bytes"] / 2**30 if r["fits"] else r["used_gib"])
-                  for r in rows)
-  if len(points) < 2:
+def _largest_fitting_batch(rows: list[dict[str, Any]], nominal_gib: float) -> str:
+  """Per-chip batch whose total bytes reach the HBM, linear between two compiles.
+
+  Uses the largest batch that fits and the smallest that does not when both were compiled,
+  else the two largest; the capacity is the compiler's (from an out-of-memory error) when
+  one was seen, else the published HBM.
+  """
+  fits = sorted((r["per_chip"], r["total_bytes"] / 2**30) for r in rows if r["fits"])
+  ooms = sorted((r["per_chip"], r["used_gib"]) for r in rows if not r["fits"])
+  capacity = min((r["capacity_gib"] for r in rows if not r["fits"]), default=nominal_gib)
+  if fits and ooms:
+    (b0, m0), (b1, m1) = fits[-1], ooms[0]
+  elif len(fits) >= 2:
+    (b0, m0), (b1, m1) = fits[-2:]
+  else:
     return "n/a"
-  (b0, m0), (b1, m1) = points[-2], points[-1]
-  slope = (m1 - m0) / (b1 - b0)
-  estimate = int(b0 + (capacity_gib - m0) / slope)
+  estimate = int(b0 + (capacity - m0) / ((m1 - m0) / (b1 - b0)))
   how = "interpolated" if b0 <= estimate <= b1 else "extrapolated"
-  return f"≈{estimate} ({how} from {b0}: {m0:.1f} GiB and {b1}: {m1:.1f} GiB)"
+  return (f"≈{estimate} of {capacity:.2f} GiB ({how} from {b0}: {m0:.1f} GiB and {b1}: "
+          f"{m1:.1f} GiB{' (OOM)' if ooms and b1 == ooms[0][0] else ''})")
 
 
 def table(paths: list[str]) -> None:
@@ -199,8 +211,8 @@ def table(paths: list[str]) -> None:
           f"{r['total_bytes'] / 2**30:.2f} | yes | {r['flops'] / 1e12:.2f} | {projected} | "
           f"{coll} |")
   print()
-  print("| topology | dtype | loss | HBM | largest per-chip batch that fits (linear in the batch) |")
-  print("|---|---|---|---|---|")
+  print("| topology | dtype | loss | largest per-chip batch that fits (linear in the batch) |")
+  print("|---|---|---|---|")
   groups = collections.defaultdict(list)
   for r in rows:
     groups[(r["topology"], r["dtype"], r["chunk_size"])].append(r)
@@ -209,8 +221,7 @@ def table(paths: list[str]) -> None:
     if chip not in CHIPS:
       continue
     loss = "dense" if chunk_size == 0 else f"chunked {chunk_size}"
-    print(f"| {topology} | {dtype} | {loss} | {CHIPS[chip][0]} GiB | "
-          f"{_largest_fitting_batch(group, CHIPS[chip][0])} |")
+    print(f"| {topology} | {dtype} | {loss} | {_largest_fitting_batch(group, CHIPS[chip][0])} |")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
