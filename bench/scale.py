@@ -74,21 +74,22 @@ def _gib(value: str, unit: str) -> float:
   return float(value) * {"": 2**-30, "K": 2**-20, "M": 2**-10, "G": 1.0, "T": 2**10}[unit]
 
 
-def compile_case(mesh, per_chip: int, dtype: str, chunk_size: int) -> dict[str, Any]:
-  """Compiles one step; returns its figures (or the out-of-memory report)."""
+def compile_case(mesh, per_chip: int, dtype: str, chunk_size: int,
+                 preset: str = "common") -> dict[str, Any]:
+  """Compiles one step of `preset` ("common": configs/common.py, "pod": configs/pod.py)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from configs.common import base_config  # pylint: disable=g-import-not-at-top
+  from configs import common, pod  # pylint: disable=g-import-not-at-top
   from ssc_jax import augment, models, parallel, train  # pylint: disable=g-import-not-at-top
 
-  config = base_config()
+  config = pod.get_config() if preset == "pod" else common.base_config()
   chips = mesh.devices.size
   config.data.batch_size = per_chip * chips
   config.loss.chunk_size = chunk_size
-  if dtype != "float32":
-    if "dtype" not in config.model:
-      raise SystemExit(f"--dtypes {dtype}: this checkout's config has no model.dtype field.")
+  if "dtype" in config.model:
     config.model.dtype = dtype
+  elif dtype != "float32":
+    raise SystemExit(f"--dtypes {dtype}: this checkout's config has no model.dtype field.")
   model = models.build_model(config.model)
   tx = train.make_optimizer(config)
   # On a TPU the chain runs as one vmap over the views; a CPU host would trace its CPU form.
@@ -108,7 +109,7 @@ def compile_case(mesh, per_chip: int, dtype: str, chunk_size: int) -> dict[str, 
   row: dict[str, Any] = {"platform": mesh.devices.flat[0].platform, "chips": chips,
                          "per_chip": per_chip, "dtype": dtype, "chunk_size": chunk_size,
                          "optimizer": config.optimizer.name,
-                         "augment": strategy or "default"}
+                         "augment": strategy or "default", "preset": preset}
   start = time.perf_counter()
   lowered = step.lower(state, batch, rng)
   try:
@@ -156,7 +157,8 @@ def run(args: argparse.Namespace) -> None:
       for chunk_size in args.chunk_sizes:
         for dtype in args.dtypes:
           for per_chip in args.per_chip:
-            row = {"topology": name, **compile_case(mesh, per_chip, dtype, chunk_size),
+            row = {"topology": name,
+                   **compile_case(mesh, per_chip, dtype, chunk_size, args.preset),
                    "load": os.getloadavg()[0]}
             out.write(json.dumps(row) + "\n")
             out.flush()
@@ -197,6 +199,8 @@ def table(paths: list[str]) -> None:
   print("|---|---|---|---|---|---|---|---|---|---|---|---|")
   for r in rows:
     loss = "dense" if r["chunk_size"] == 0 else f"chunked {r['chunk_size']}"
+    if r.get("preset", "common") != "common":
+      loss += f", {r['preset']} preset ({r['optimizer']})"
     head = (f"| {r['topology']} | {r['chips']} | {r['dtype']} | {loss} | {r['per_chip']} | ")
     if not r["fits"]:
       print(head + f"– | – | {r['used_gib']:.1f} (OOM) | no: {r['used_gib']:.1f} of "
@@ -232,6 +236,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--per-chip", type=int, nargs="+", default=[64, 256], help="items per chip")
   p.add_argument("--dtypes", nargs="+", default=["float32"])
   p.add_argument("--chunk-sizes", type=int, nargs="+", default=[1024])
+  p.add_argument("--preset", choices=("common", "pod"), default="common",
+                 help="configs/common.py (Adam) or configs/pod.py (LAMB); --dtypes and "
+                      "--chunk-sizes override either")
   p.add_argument("--out", default="scale.jsonl")
   p.add_argument("--table", nargs="*", help="print the tables of these saved rows and exit")
   return p.parse_args(argv)
