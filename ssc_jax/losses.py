@@ -412,13 +412,16 @@ class _LossSettings(NamedTuple):
 
 
 def _rows_and_columns(u: jax.Array, item_ids: jax.Array, labels: jax.Array,
-                      selected: jax.Array, **column_extras: jax.Array
+                      selected: jax.Array, **per_view: jax.Array
                       ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-  """The row set (all views) and the column arrays traversed in blocks."""
+  """The row set (all views) and the column arrays traversed in blocks.
+
+  `per_view` arrays ([R]) are added to both, so a block sees them for its columns too.
+  """
   rows = {"z": u, "item_ids": item_ids, "labels": labels, "selected": selected,
-          "row_index": jnp.arange(u.shape[0], dtype=jnp.int32), **column_extras}
+          "row_index": jnp.arange(u.shape[0], dtype=jnp.int32), **per_view}
   columns = {"z": u, "item_ids": item_ids, "labels": labels, "in_contrast": selected,
-             **column_extras}
+             **per_view}
   return rows, columns
 
 
