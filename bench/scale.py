@@ -185,7 +185,8 @@ def _largest_fitting_batch(rows: list[dict[str, Any]], nominal_gib: float) -> st
   elif len(fits) >= 2:
     (b0, m0), (b1, m1) = fits[-2:]
   else:
-    return "n/a"
+    b, m = (fits or ooms)[0]
+    return f"{'fits' if fits else 'does not fit'} at {b}: {m:.1f} GiB (one compile)"
   estimate = int(b0 + (capacity - m0) / ((m1 - m0) / (b1 - b0)))
   how = "interpolated" if b0 <= estimate <= b1 else "extrapolated"
   return (f"≈{estimate} of {capacity:.2f} GiB ({how} from {b0}: {m0:.1f} GiB and {b1}: "
