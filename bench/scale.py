@@ -220,12 +220,14 @@ def table(paths: list[str]) -> None:
   print("|---|---|---|---|")
   groups = collections.defaultdict(list)
   for r in rows:
-    groups[(r["topology"], r["dtype"], r["chunk_size"])].append(r)
-  for (topology, dtype, chunk_size), group in groups.items():
+    groups[(r["topology"], r["dtype"], r["chunk_size"], r.get("preset", "common"))].append(r)
+  for (topology, dtype, chunk_size, preset), group in groups.items():
     chip = topology.split(":")[0]
     if chip not in CHIPS:
       continue
     loss = "dense" if chunk_size == 0 else f"chunked {chunk_size}"
+    if preset != "common":
+      loss += f", {preset} preset"
     print(f"| {topology} | {dtype} | {loss} | {_largest_fitting_batch(group, CHIPS[chip][0])} |")
 
 
