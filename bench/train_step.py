@@ -139,6 +139,11 @@ def torch_worker(args: argparse.Namespace) -> None:
 
   torch.set_num_threads(args.torch_threads)
   torch.manual_seed(0)
+  device = torch.device(args.torch_device)
+
+  def sync() -> None:
+    if device.type == "cuda":
+      torch.cuda.synchronize()
 
   class SampleCNN(nn.Module):
     """Spec §3.1 in NCL layout with PyTorch defaults (bias, BN eps/momentum, init)."""
@@ -174,7 +179,7 @@ def torch_worker(args: argparse.Namespace) -> None:
     """Spec §2.5 with the §2.4 threshold target; label overlap as a matmul L·Lᵀ."""
     r = z.shape[0]
     positives = (item_ids[:, None] == item_ids[None, :]) | (labels @ labels.T >= pos_threshold)
-    not_self = 1.0 - torch.eye(r)
+    not_self = 1.0 - torch.eye(r, device=z.device)
     pos = positives.float() * not_self
     weights = pos.sum(1).clamp_min(1.0)  # w_i = 0 → 1 (exact for 0/1 masks).
     norms = z.norm(dim=1).clamp_min(1e-8)
@@ -184,23 +189,23 @@ def torch_worker(args: argparse.Namespace) -> None:
     pair_loss = -torch.log(e / den + 1e-6)
     return ((pos * pair_loss).sum(1) / weights).mean()
 
-  model = Model()
+  model = Model().to(device)
   opt = torch.optim.Adam(model.parameters(), lr=1e-4)
   item_ids_cache: dict[int, Any] = {}
 
   def setup() -> dict[str, Any]:
-    a = torch.randn(MATMUL_N, MATMUL_N)
-    b = torch.randn(MATMUL_N, MATMUL_N)
-    mm = time_calls(lambda: torch.mm(a, b), 1, 5)
+    a = torch.randn(MATMUL_N, MATMUL_N, device=device)
+    b = torch.randn(MATMUL_N, MATMUL_N, device=device)
+    mm = time_calls(lambda: (torch.mm(a, b), sync()), 1, 5)
     return {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
             "mkldnn": torch.backends.mkldnn.is_available(),
             "matmul_gflops": 2 * MATMUL_N**3 / min(mm) / 1e9}
 
   def train_fn(batch_size: int) -> Callable[[], Any]:
     host = make_batch(batch_size)
-    audio = torch.from_numpy(host["audio"].reshape(-1, VIEW_LENGTH))
-    labels = torch.from_numpy(np.repeat(host["labels"], NUM_VIEWS, axis=0))
-    item_ids = torch.arange(batch_size * NUM_VIEWS) // NUM_VIEWS
+    audio = torch.from_numpy(host["audio"].reshape(-1, VIEW_LENGTH)).to(device)
+    labels = torch.from_numpy(np.repeat(host["labels"], NUM_VIEWS, axis=0)).to(device)
+    item_ids = (torch.arange(batch_size * NUM_VIEWS) // NUM_VIEWS).to(device)
 
     def step():
       model.train()
@@ -208,17 +213,20 @@ def torch_worker(args: argparse.Namespace) -> None:
       loss = ssntxent(model(audio), item_ids, labels)
       loss.backward()
       opt.step()
+      sync()
       return loss
 
     return step
 
   def infer_fn(batch_size: int) -> Callable[[], Any]:
-    x = torch.from_numpy(inference_audio(batch_size))
+    x = torch.from_numpy(inference_audio(batch_size)).to(device)
 
     def infer():
       model.eval()
       with torch.inference_mode():
-        return model.encoder(x)
+        out = model.encoder(x)
+      sync()
+      return out
 
     return infer
 
@@ -256,7 +264,7 @@ class TorchWorker:
 
   def __init__(self, args: argparse.Namespace):
     cmd = [torch_python(args), os.path.abspath(__file__), "--torch-worker",
-           "--torch-threads", str(args.torch_threads)]
+           "--torch-threads", str(args.torch_threads), "--torch-device", args.torch_device]
     self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
   def call(self, **cmd: Any) -> Any:
@@ -296,7 +304,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs.common import base_config  # pylint: disable=g-import-not-at-top
-  from ssc_jax import models, parallel, train  # pylint: disable=g-import-not-at-top
+  from ssc_jax import augment, models, parallel, train  # pylint: disable=g-import-not-at-top
 
   worker = None if args.no_torch else TorchWorker(args)
   th = None
@@ -327,15 +335,23 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None
     return jax_times, torch_times
 
   config = base_config()
+  if args.dtype != "float32":
+    if "dtype" not in config.model:
+      raise SystemExit(f"--dtype {args.dtype}: this checkout's config has no model.dtype.")
+    config.model.dtype = args.dtype
+  jx["dtype"] = args.dtype
   mesh = parallel.make_mesh()
   model = models.build_model(config.model)
   tx = train.make_optimizer(config)
-  identity_augment = lambda key, x: x  # Augmentation OFF: same work as the torch anchor.
+  if args.augment:  # The default chain, on device inside the step (torch has none).
+    augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
+  else:  # Augmentation OFF: same work as the torch anchor.
+    augment_fn = lambda key, x: x
   rng = jax.random.key(1)
   for batch_size in args.batch_sizes:
     config.data.batch_size = batch_size
     state = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
-    train_step = train.make_train_step(config, model, tx, identity_augment, mesh)
+    train_step = train.make_train_step(config, model, tx, augment_fn, mesh)
     batch = parallel.host_batch_to_global(make_batch(batch_size), mesh)
     if "xla_flops_per_view" not in jx:
       cost = train_step.lower(state, batch, rng).compile().cost_analysis()
@@ -360,6 +376,8 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None
   jax_times, torch_times = interleave(lambda: embed(variables, x).block_until_ready(), "infer",
                                       args.inference_batch)
   jx["inference"] = summary(jax_times)
+  stats = jax.local_devices()[0].memory_stats() or {}
+  jx["peak_device_bytes"] = stats.get("peak_bytes_in_use")
   jx["matmul_gflops_under_load"] = 2 * MATMUL_N**3 / statistics.median(matmul_times) / 1e9
   jx["matmul_gflops"] = max(jx["matmul_gflops"], 2 * MATMUL_N**3 / min(matmul_times) / 1e9)
   if th and worker:
@@ -385,7 +403,17 @@ def report(args: argparse.Namespace, jx: dict[str, Any], th: dict[str, Any] | No
   if th:
     print(f"PyTorch {th['torch_version']} eager, torch.set_num_threads({th['threads']}), "
           f"mkldnn={th['mkldnn']}")
-  print("augmentation: OFF on both sides (JAX augment_fn = identity)")
+  print("augmentation: " + ("ON in JAX (default chain), none in torch" if args.augment else
+                            "OFF on both sides (JAX augment_fn = identity)")
+        + f"; JAX dtype {jx['dtype']}")
+  if jx["peak_device_bytes"] is not None:
+    print(f"peak device memory (JAX, device 0): {jx['peak_device_bytes'] / 2**30:.2f} GiB")
+  if args.peak_tflops:
+    for key, res in jx["train"].items():
+      rate = int(key) * NUM_VIEWS * flops["train"] / res["median_s"]
+      print(f"MFU B={key}: {rate / 1e12:.2f} TFLOP/s analytic = "
+            f"{100 * rate / (args.peak_tflops * 1e12 * len(jx['devices'])):.1f}% of "
+            f"{args.peak_tflops} TFLOP/s x {len(jx['devices'])} device(s)")
   print(f"float32 matmul {MATMUL_N}^3: JAX {jx['matmul_gflops']:.1f} GFLOP/s"
         + (f", torch {th['matmul_gflops']:.1f} GFLOP/s" if th else "")
         + f" (best of all calls); JAX median between the timed steps {peak:.1f} GFLOP/s")
@@ -440,6 +468,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   p.add_argument("--torch-venv", default=DEFAULT_TORCH_VENV)
   p.add_argument("--torch-python", default="", help="use this interpreter instead of the venv")
   p.add_argument("--no-torch", action="store_true", help="JAX side only (no ratio)")
+  p.add_argument("--torch-device", default="cpu", help="torch device, e.g. cuda")
+  p.add_argument("--dtype", default="float32", help="JAX model dtype (config.model.dtype)")
+  p.add_argument("--augment", action="store_true", help="JAX step with the default augmentation")
+  p.add_argument("--peak-tflops", type=float, default=0.0,
+                 help="published per-device peak for the MFU line (0 = no MFU line)")
   p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
   return p.parse_args(argv)
 

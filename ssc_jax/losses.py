@@ -29,18 +29,26 @@ Both forms are evaluated through a log-sum-exp with a running maximum, so neithe
 overflows at small τ; in parity mode exp(s_ij)/den_i is computed as exp(s_ij − lse_i),
 which is the same number up to float32 rounding.
 
+Gradient: a custom VJP (`_unit_loss_backward`). s = u·uᵀ/τ, the positive weights and the
+pair set are symmetric, so ∂loss/∂u_i = (1/τ)·Σ_k (G_ik + G_ki)·u_k with G = ∂loss/∂s; G_ki
+needs only row k's log-sum-exp and two other per-row scalars. The backward is one more pass
+over the column blocks with ONE [R_local, C]×[C, D] matmul per block (autodiff of the forward
+takes two, and builds a [R, D] cotangent of the gathered columns that is then reduced over
+devices); nothing but per-row statistics is saved from the forward.
+
 Memory: with `chunk_size=0` the [R, R] logits (a [R/devices, R] block per device
-under jit) are built once. With `chunk_size=C > 0` the columns are visited in blocks
-of C inside a `lax.scan` whose body is rematerialised (`jax.checkpoint`), carrying an
-online log-sum-exp, so the peak is O(R_local·C) for the forward AND the backward pass.
-The parity form needs the full log-sum-exp before any per-pair term, so it takes two
-passes over the columns. No [R, R] mask is ever built in chunked mode: masks come from
-index comparisons and per-block label matmuls.
+under jit) are built in each pass. With `chunk_size=C > 0` the columns are visited in
+blocks of C inside a `lax.scan` carrying an online log-sum-exp (forward) or the row
+gradients (backward), so the peak is O(R_local·C) plus the gathered [R, D] embeddings and
+[R, K] labels. The parity form needs the full log-sum-exp before any per-pair term, so its
+forward takes two passes over the columns. No [R, R] mask is ever built in chunked mode:
+masks come from index comparisons and per-block label matmuls.
 """
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar, Union
+import functools
+from typing import Callable, NamedTuple, TypeVar, Union
 
 import jax
 import jax.numpy as jnp
@@ -211,7 +219,6 @@ def _reduce_over_column_blocks(
     init: Carry,
     columns: dict[str, jax.Array],
     chunk_size: int,
-    remat: bool = True,
 ) -> Carry:
   """Folds `block_fn` over column blocks of the batch.
 
@@ -223,7 +230,6 @@ def _reduce_over_column_blocks(
     columns: arrays with a leading axis of length R.
     chunk_size: 0 for a single block of all R columns, else the block size C. R need
       not be a multiple of C: the last block is padded and 'col_valid' masks it.
-    remat: rematerialise each block in the backward pass (jax.checkpoint).
 
   Returns:
     The final carry.
@@ -251,8 +257,6 @@ def _reduce_over_column_blocks(
   def scan_body(carry: Carry, block: dict[str, jax.Array]) -> tuple[Carry, None]:
     return block_fn(carry, block), None
 
-  if remat:
-    scan_body = jax.checkpoint(scan_body, prevent_cse=False)
   carry, _ = jax.lax.scan(scan_body, init, blocks)
   return carry
 
@@ -392,23 +396,70 @@ def semisup_ntxent(
   if row_mask is not None:
     row_mask = jnp.asarray(row_mask, bool)
   _validate_batch(z, item_ids, labels, row_mask, chunk_size, temperature)
-  num_rows = z.shape[0]
-  z_unit = _normalize(z)
-  selected = jnp.ones((num_rows,), bool) if row_mask is None else row_mask
+  settings = _LossSettings(pos_threshold, parity, chunk_size, view_positives, label_positives)
+  selected = jnp.ones((z.shape[0],), bool) if row_mask is None else row_mask
+  return _unit_loss(settings, _normalize(z), jnp.asarray(temperature, jnp.float32), item_ids,
+                    labels, selected)
 
-  rows = {"z": z_unit, "item_ids": item_ids, "labels": labels,
-          "row_index": jnp.arange(num_rows, dtype=jnp.int32)}
-  columns = {"z": z_unit, "item_ids": item_ids, "labels": labels,
-             "in_contrast": selected}
+
+class _LossSettings(NamedTuple):
+  """The static (hashable) settings of `semisup_ntxent`; see its Args."""
+  pos_threshold: PosThreshold
+  parity: bool
+  chunk_size: int
+  view_positives: bool
+  label_positives: bool
+
+
+def _rows_and_columns(u: jax.Array, item_ids: jax.Array, labels: jax.Array,
+                      selected: jax.Array, **per_view: jax.Array
+                      ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """The row set (all views) and the column arrays traversed in blocks.
+
+  `per_view` arrays ([R]) are added to both, so a block sees them for its columns too.
+  """
+  rows = {"z": u, "item_ids": item_ids, "labels": labels, "selected": selected,
+          "row_index": jnp.arange(u.shape[0], dtype=jnp.int32), **per_view}
+  columns = {"z": u, "item_ids": item_ids, "labels": labels, "in_contrast": selected,
+             **per_view}
+  return rows, columns
+
+
+def _unit_loss_forward(
+    settings: _LossSettings,
+    u: jax.Array,
+    temperature: jax.Array,
+    item_ids: jax.Array,
+    labels: jax.Array,
+    selected: jax.Array,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+  """The loss of unit embeddings and the per-row statistics its gradient needs.
+
+  Args:
+    settings: static settings.
+    u: [R, D] float32 unit (or zero) rows.
+    temperature: [] float32 τ.
+    item_ids: [R] int.
+    labels: [R, K] float32.
+    selected: [R] bool, rows in the problem (anchors and contrast set).
+
+  Returns:
+    loss: [] float32.
+    (lse, coef, q): each [R] float32. lse_i = logsumexp over row i's contrast columns;
+    coef_i = ∂loss/∂(row i's summed pair loss) = [selected, w_i > 0] / (w_i · #selected);
+    q_i = Σ_j M_ij r_ij with r_ij = 1 (stable) or p_ij / (p_ij + 1e-6) (parity).
+  """
+  num_rows = u.shape[0]
+  rows, columns = _rows_and_columns(u, item_ids, labels, selected)
 
   def block_terms(block):
-    return _block_logits_and_positives(rows, block, temperature, pos_threshold,
-                                       view_positives, label_positives)
+    return _block_logits_and_positives(rows, block, temperature, settings.pos_threshold,
+                                       settings.view_positives, settings.label_positives)
 
   zeros = jnp.zeros((num_rows,), jnp.float32)
   max_init = jnp.full((num_rows,), _RUNNING_MAX_INIT, jnp.float32)
 
-  if not parity:
+  if not settings.parity:
     # One pass: Σ_j M_ij ℓ_ij = w_i·lse_i − Σ_j M_ij s_ij.
     def stable_block(carry, block):
       running_max, running_sum, weight_sum, weighted_logit_sum = carry
@@ -421,37 +472,127 @@ def semisup_ntxent(
 
     running_max, running_sum, weight_sum, weighted_logit_sum = (
         _reduce_over_column_blocks(stable_block, (max_init, zeros, zeros, zeros),
-                                   columns, chunk_size))
+                                   columns, settings.chunk_size))
     logsumexp = _finish_logsumexp(running_max, running_sum)
     weighted_loss_sum = weight_sum * logsumexp - weighted_logit_sum
+    q = weight_sum
   else:
-    # Pass 1: lse_i. Pass 2: Σ_j M_ij·(−log(exp(s_ij − lse_i) + 1e-6)).
+    # Pass 1: lse_i. Pass 2: Σ_j M_ij·(−log(exp(s_ij − lse_i) + 1e-6)) and q_i.
     def logsumexp_block(carry, block):
       logits, in_contrast, _ = block_terms(block)
       return _online_logsumexp_update(*carry, logits, in_contrast)
 
     logsumexp = _finish_logsumexp(*_reduce_over_column_blocks(
-        logsumexp_block, (max_init, zeros), columns, chunk_size))
+        logsumexp_block, (max_init, zeros), columns, settings.chunk_size))
 
     def parity_block(carry, block):
-      weight_sum, weighted_loss_sum = carry
+      weight_sum, weighted_loss_sum, q = carry
       logits, _, weights = block_terms(block)
       is_positive = weights > 0
-      log_ratio = jnp.where(is_positive, logits - logsumexp[:, None], 0.0)
-      pair_loss = -jnp.log(jnp.exp(log_ratio) + PARITY_LOG_EPS)
+      ratio = jnp.exp(jnp.where(is_positive, logits - logsumexp[:, None], 0.0))
+      pair_loss = -jnp.log(ratio + PARITY_LOG_EPS)
       weight_sum = weight_sum + jnp.sum(weights, axis=1)
       weighted_loss_sum = weighted_loss_sum + jnp.sum(
           jnp.where(is_positive, weights * pair_loss, 0.0), axis=1)
-      return weight_sum, weighted_loss_sum
+      q = q + jnp.sum(jnp.where(is_positive, weights * ratio / (ratio + PARITY_LOG_EPS), 0.0),
+                      axis=1)
+      return weight_sum, weighted_loss_sum, q
 
-    weight_sum, weighted_loss_sum = _reduce_over_column_blocks(
-        parity_block, (zeros, zeros), columns, chunk_size)
+    weight_sum, weighted_loss_sum, q = _reduce_over_column_blocks(
+        parity_block, (zeros, zeros, zeros), columns, settings.chunk_size)
 
   has_positives = weight_sum > 0
-  row_loss = jnp.where(
-      has_positives, weighted_loss_sum / jnp.where(has_positives, weight_sum, 1.0), 0.0)
-  num_selected = jnp.sum(selected.astype(jnp.float32))
-  return jnp.sum(jnp.where(selected, row_loss, 0.0)) / jnp.maximum(num_selected, 1.0)
+  safe_weight_sum = jnp.where(has_positives, weight_sum, 1.0)
+  row_loss = jnp.where(has_positives, weighted_loss_sum / safe_weight_sum, 0.0)
+  num_selected = jnp.maximum(jnp.sum(selected.astype(jnp.float32)), 1.0)
+  loss = jnp.sum(jnp.where(selected, row_loss, 0.0)) / num_selected
+  coef = jnp.where(selected & has_positives, 1.0 / (safe_weight_sum * num_selected), 0.0)
+  return loss, (logsumexp, coef, q)
+
+
+def _logit_gradient(
+    logits: jax.Array,
+    weights: jax.Array,
+    mask: jax.Array,
+    logsumexp: jax.Array,
+    coef: jax.Array,
+    q: jax.Array,
+    parity: bool,
+) -> jax.Array:
+  """∂loss/∂s for the pairs of one block, from the point of view of the anchor rows.
+
+  With p = exp(s − lse) over the anchor's contrast columns:
+  ∂loss/∂s_ik = coef_i · (p_ik · q_i − M_ik · r_ik), r = 1 (stable) or p / (p + 1e-6) (parity).
+  The per-anchor statistics broadcast against [Rr, C] (anchor = row: [Rr, 1]; anchor =
+  column: [1, C]).
+  """
+  p = jnp.exp(jnp.where(mask, logits - logsumexp, -jnp.inf))
+  positive_part = weights
+  if parity:
+    positive_part = jnp.where(weights > 0, weights * p / (p + PARITY_LOG_EPS), 0.0)
+  return coef * (p * q - positive_part)
+
+
+def _unit_loss_backward(
+    settings: _LossSettings,
+    residuals: tuple[jax.Array, ...],
+    cotangent: jax.Array,
+) -> tuple[jax.Array | None, ...]:
+  """Gradient of `_unit_loss` for u and τ, one pass over the column blocks.
+
+  s = u·uᵀ/τ is symmetric, and so are the positive weights M and the pair set (two selected,
+  distinct rows). So ∂loss/∂u_i = (1/τ) Σ_k (G_ik + G_ki) u_k, where G_ik = ∂loss/∂s_ik is
+  computed with row i as the anchor and G_ki with column k as the anchor (its lse, coef and q
+  are [R] vectors, cheap to gather). The gradient of every row is thus summed on the device
+  that holds the row: no [R, D] cotangent of the gathered columns is built or reduced.
+  Labels, item ids and the row selection get no gradient (they are data).
+  """
+  u, temperature, item_ids, labels, selected, logsumexp, coef, q = residuals
+  stats = {"logsumexp": logsumexp, "coef": coef, "q": q}
+  rows, columns = _rows_and_columns(u, item_ids, labels, selected, **stats)
+  # Under jit with sharded rows, XLA gathers the columns once per pass, and would gather this
+  # pass's columns while the forward's are still live (twice the [R, D] + [R, K] memory).
+  # Making them depend on a forward result (0 · Σ lse, an exact no-op: lse is finite)
+  # orders the gathers.
+  after_forward = 0.0 * jnp.sum(logsumexp)
+  columns["z"] = columns["z"] + after_forward
+  columns["labels"] = columns["labels"] + after_forward
+
+  def grad_block(carry, block):
+    grad_u, grad_temperature = carry
+    logits, in_contrast, weights = _block_logits_and_positives(
+        rows, block, temperature, settings.pos_threshold, settings.view_positives,
+        settings.label_positives)
+    mask = in_contrast & rows["selected"][:, None]
+    weights = jnp.where(mask, weights, 0.0)
+    as_row = _logit_gradient(logits, weights, mask, *(rows[k][:, None] for k in stats),
+                             parity=settings.parity)
+    as_column = _logit_gradient(logits, weights, mask, *(block[k][None, :] for k in stats),
+                                parity=settings.parity)
+    grad_u = grad_u + jnp.dot(as_row + as_column, block["z"],
+                              precision=_MATMUL_PRECISION) / temperature
+    grad_temperature = grad_temperature - jnp.sum(as_row * logits) / temperature
+    return grad_u, grad_temperature
+
+  grad_u, grad_temperature = _reduce_over_column_blocks(
+      grad_block, (jnp.zeros_like(u), jnp.zeros((), jnp.float32)), columns,
+      settings.chunk_size)
+  return cotangent * grad_u, cotangent * grad_temperature, None, None, None
+
+
+def _unit_loss_fwd(settings, u, temperature, item_ids, labels, selected):
+  loss, stats = _unit_loss_forward(settings, u, temperature, item_ids, labels, selected)
+  return loss, (u, temperature, item_ids, labels, selected, *stats)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _unit_loss(settings: _LossSettings, u: jax.Array, temperature: jax.Array,
+               item_ids: jax.Array, labels: jax.Array, selected: jax.Array) -> jax.Array:
+  """The SemiSupCon loss of unit embeddings `u` [R, D]; a custom gradient (see backward)."""
+  return _unit_loss_forward(settings, u, temperature, item_ids, labels, selected)[0]
+
+
+_unit_loss.defvjp(_unit_loss_fwd, _unit_loss_backward)
 
 
 # -------------------------------------------------------------------------------------
@@ -494,7 +635,7 @@ def _target_densities(
 
   zero = jnp.zeros((), jnp.float32)
   label_sum, joint_sum = _reduce_over_column_blocks(
-      density_block, (zero, zero), columns, chunk_size, remat=False)
+      density_block, (zero, zero), columns, chunk_size)
   num_entries = float(num_rows) ** 2
   return label_sum / num_entries, joint_sum / num_entries
 

@@ -61,10 +61,9 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   return optim.make_optimizer(config)
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
-                       tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
-                       rng: jax.Array) -> TrainState:
-  """Initialises the state directly with replicated shardings (never built on one host first)."""
+def _state_init_fn(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                   tx: optax.GradientTransformation) -> Callable[[jax.Array], TrainState]:
+  """Returns `init(key) -> TrainState`, the fresh state."""
   dummy = jnp.zeros((1, config.data.view_length), jnp.float32)
 
   def init(key: jax.Array) -> TrainState:
@@ -73,6 +72,27 @@ def create_train_state(config: ml_collections.ConfigDict, model: models.SemiSupC
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables["batch_stats"], opt_state=tx.init(params))
 
+  return init
+
+
+def abstract_initial_state(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                           tx: optax.GradientTransformation,
+                           mesh: jax.sharding.Mesh) -> TrainState:
+  """Shapes, dtypes and replicated shardings of a fresh state, computing nothing.
+
+  For ahead-of-time compiles of the step (bench/scale.py), also on meshes of devices this
+  process cannot run on.
+  """
+  shapes = jax.eval_shape(_state_init_fn(config, model, tx), jax.random.key(0))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                                     sharding=parallel.replicated(mesh)), shapes)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                       tx: optax.GradientTransformation, mesh: jax.sharding.Mesh,
+                       rng: jax.Array) -> TrainState:
+  """Initialises the state directly with replicated shardings (never built on one host first)."""
+  init = _state_init_fn(config, model, tx)
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), jax.eval_shape(init, rng))
   init_fn = jax.jit(init, out_shardings=shardings).lower(rng).compile(
       models.init_compile_options())

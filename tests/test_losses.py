@@ -305,6 +305,19 @@ def test_gradient_matches_reference_finite_differences(pos_threshold, parity,
                              atol=1e-4 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("parity,chunk_size", [(False, 3), (True, 0)])
+def test_temperature_gradient_matches_reference_finite_differences(parity, chunk_size):
+  z, item_ids, labels, _ = make_batch(8, 4, 2, 2, num_classes=4, dim=4)
+  temperature, step = 0.5, 1e-6
+  expected = (ref_semisup_loss(z, item_ids, labels, temperature + step, 1, parity)
+              - ref_semisup_loss(z, item_ids, labels, temperature - step, 1, parity)) / (2 * step)
+  got = jax.grad(lambda t: losses.semisup_ntxent(z, item_ids, labels, temperature=t,
+                                                 parity=parity, chunk_size=chunk_size))(
+                                                     jnp.float32(temperature))
+  assert abs(expected) > 0.1
+  np.testing.assert_allclose(float(got), expected, rtol=1e-4)
+
+
 # -------------------------------------------------------------------------------------
 # Chunked == dense.
 # -------------------------------------------------------------------------------------

@@ -20,12 +20,14 @@ def identity(key: jax.Array, audio: jax.Array) -> jax.Array:
 
 
 def make_augment_fn(augment_config: ml_collections.ConfigDict,
-                    sample_rate: int) -> chain.BatchFn:
+                    sample_rate: int, strategy: str | None = None) -> chain.BatchFn:
   """Builds the jit-able augmentation the train step applies to every global batch.
 
   Args:
     augment_config: an `augment` section (see `config.default_config`).
     sample_rate: Hz of the audio.
+    strategy: execution strategy of `chain.batched`; None picks it from the backend at
+      trace time ("vmap" must be forced when compiling for a TPU from a CPU host).
 
   Returns:
     fn(key, audio [B, N, T] float32) -> [B, N, T]: per item a Compose gate, per view the
@@ -45,7 +47,7 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   transforms = [t for t in transforms if t.p > 0.0]
   if not transforms:
     return identity
-  return chain.batched(transforms, settings.compose_p)
+  return chain.batched(transforms, settings.compose_p, strategy)
 
 
 def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,
