@@ -11,11 +11,11 @@ global batch needs (docs/scaling.md explains each choice):
   needs O(R_local · 1024) memory per chip instead of O(R_local · B·N);
 * 10,000 steps: 41M items, about twice the paper's 200k × 96.
 
-B = 4,096 needs a chip count that divides it (64 on a v5e-64 or v4-128: 64 items = 128 views
-per chip). Memory per chip (compile-time figures, bench/README.md): the paper's step compiled
-for a v5e-16 (16 GiB HBM per chip) fits 48 items per chip in float32, runs out of HBM at 192,
-and fits 192 items per chip in bf16; so on v5e use at least 4,096 / 192 ≈ 22 chips (v5e-32 or
-larger) for this preset, or lower `--config.data.batch_size`.
+B = 4,096 needs a chip count that divides it. Memory per chip (compile-time figures of the real
+step, bench/README.md "Scale evidence"): on a v5e (16 GiB HBM) this preset at 256 items per
+chip (a v5e-16) needs 14.0 GiB and fits; 320 per chip does not; at 64 per chip (a v5e-64) it
+needs 4.0 GiB. In float32 a v5e chip holds about 156 items. Fewer chips: lower
+`--config.data.batch_size`.
 
 Prepare the data once (docs/datasets.md, with `data_dir` on gs:// for a pod), then on every
 host of the slice:
