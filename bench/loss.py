@@ -29,12 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
-from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIM, CLASSES, VIEWS, TEMPERATURE = 128, 50, 2, 0.1

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from ssc_jax import checkpoint
 from ssc_jax import preemption
 from ssc_jax import train
 from tests import two_process_resume_worker as worker
+from tests.processes import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(REPO, "tests", "two_process_resume_worker.py")
@@ -40,12 +40,6 @@ def data_dir(tmp_path_factory):
   return path
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def _run(workdir, data_dir, kill_at=0, sig="KILL", processes=1, total=TOTAL):
   """Runs the worker (in `processes` processes); returns their exit codes and stderr."""
   base = [sys.executable, WORKER, str(workdir), data_dir, str(total), str(kill_at), sig]
@@ -54,7 +48,7 @@ def _run(workdir, data_dir, kill_at=0, sig="KILL", processes=1, total=TOTAL):
   if processes == 1:
     cmds = [base]
   else:
-    port = _free_port()
+    port = free_port()
     cmds = [base + [str(p), str(port)] for p in range(processes)]
   procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for c in cmds]

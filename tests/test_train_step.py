@@ -1,18 +1,13 @@
 """The jitted train step: 8 devices = 1 device = 2 processes, and the step's own semantics."""
 
-import os
-import socket
-import subprocess
-import sys
-
 import jax
 import numpy as np
 import pytest
 
 from ssc_jax import parallel
+from tests import processes
 from tests import train_step_fixture as fx
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +33,11 @@ def test_step_changes_params_and_counts(one_device_result):
   assert metrics["sparsity_semisl"] >= rows * fx.VIEWS / rows**2 - 1e-7
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_equal_one_process(tmp_path, one_device_result):
   """Two local processes (jax.distributed on 127.0.0.1, 2 devices each) do the same step."""
-  port, out = _free_port(), str(tmp_path / "two_process.npz")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  worker = os.path.join(REPO, "tests", "two_process_worker.py")
-  procs = [subprocess.Popen([sys.executable, worker, str(i), str(port), out], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
-           for i in range(2)]
-  logs = []
-  try:
-    for p in procs:
-      logs.append(p.communicate(timeout=300)[0].decode(errors="replace"))
-  finally:
-    for p in procs:
-      p.kill()
-  assert all(p.returncode == 0 for p in procs), "\n".join(l[-3000:] for l in logs)
+  port, out = processes.free_port(), str(tmp_path / "two_process.npz")
+  processes.run_workers("two_process_worker.py", [[str(i), str(port), out] for i in range(2)],
+                        timeout=300)
   got = dict(np.load(out))
   grads, state, metrics = one_device_result
   expected = fx.flatten((grads, state.batch_stats, metrics))

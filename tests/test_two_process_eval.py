@@ -7,11 +7,7 @@ training, test metrics and predictions) must not depend on how the input is spli
 
 import json
 import os
-import socket
-import subprocess
-import sys
 
-import jax
 import numpy as np
 import pytest
 
@@ -22,8 +18,8 @@ from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
 from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import probe
+from tests import processes
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATASET = "synthetic_music/tiny"
 
 
@@ -39,12 +35,6 @@ def probe_config(export: str, data_dir: str):
   return config
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_evaluate_like_one(tmp_path, small_encoder):
   model_config, _, variables = small_encoder
   export = str(tmp_path / "encoder.msgpack")
@@ -58,21 +48,9 @@ def test_two_processes_evaluate_like_one(tmp_path, small_encoder):
                              **embed_kwargs(data_dir))
   one_results = probe.run(probe_config(export, data_dir), str(tmp_path / "one" / "probe"))
 
-  port, out = _free_port(), str(tmp_path / "two")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-  worker = os.path.join(REPO, "tests", "two_process_eval_worker.py")
-  procs = [subprocess.Popen([sys.executable, worker, str(i), str(port), out, export, data_dir],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO)
-           for i in range(2)]
-  logs = []
-  try:
-    for p in procs:
-      logs.append(p.communicate(timeout=600)[0].decode(errors="replace"))
-  finally:
-    for p in procs:
-      p.kill()
-  assert all(p.returncode == 0 for p in procs), "\n".join(l[-3000:] for l in logs)
+  port, out = processes.free_port(), str(tmp_path / "two")
+  processes.run_workers("two_process_eval_worker.py",
+                        [[str(i), str(port), out, export, data_dir] for i in range(2)])
 
   two = np.load(os.path.join(out, "embed_test.npz"))
   np.testing.assert_array_equal(two["chunks_per_track"], one.chunks_per_track)
