@@ -21,11 +21,12 @@ from ssc_jax.evaluation import probe
 from tests import processes
 
 DATASET = "synthetic_music/tiny"
+VIEW_LENGTH = 59535
 
 
 def embed_kwargs(data_dir: str) -> dict:
   return dict(dataset=DATASET, split="test", data_dir=data_dir, label_key="instrument",
-              batch_size=8, view_length=59535, max_chunks=64)
+              batch_size=8, view_length=VIEW_LENGTH, max_chunks=64)
 
 
 def probe_config(export: str, data_dir: str):
@@ -38,7 +39,8 @@ def probe_config(export: str, data_dir: str):
 def test_two_processes_evaluate_like_one(tmp_path, small_encoder):
   model_config, _, variables = small_encoder
   export = str(tmp_path / "encoder.msgpack")
-  checkpoint.export_variables(export, variables, model_config)
+  checkpoint.export_variables(export, variables, model_config, sample_rate=22050,
+                              view_length=VIEW_LENGTH)
   data_dir = str(tmp_path / "data")
 
   # One process, all 8 local devices (this also prepares the data for the workers).

@@ -21,8 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
 
-jax.config.update("jax_num_cpu_devices", 1)
-
 from configs import demo  # noqa: E402
 from data_pipelines import pretrain_input  # noqa: E402
 from ssc_jax import train  # noqa: E402
@@ -63,6 +61,9 @@ def _signal_at(workdir: str, kill_at: int, signum: int) -> None:
 
 
 def main() -> None:
+  # Here, not at import: tests/test_preemption.py imports this module into the test process,
+  # whose 8 simulated devices must stay.
+  jax.config.update("jax_num_cpu_devices", 1)
   logging.use_absl_handler()
   logging.set_verbosity(logging.INFO)
   workdir, data_dir = sys.argv[1], sys.argv[2]
