@@ -28,13 +28,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 class _ThirdPartyInfoFilter(pylogging.Filter):
-  """Drops INFO chatter of libraries (Orbax, TFDS) from the absl log; keeps their warnings.
+  """Drops INFO chatter of libraries (Orbax, TensorFlow, TFDS) from the absl log; keeps their
+  warnings.
 
   Also drops TFDS's own deprecation notice about `FeatureConnector.dtype`, which TFDS 4.9
   raises from its internal partial decoding, not from our code.
   """
 
-  _NOISY = (os.sep + "orbax" + os.sep, os.sep + "tensorflow_datasets" + os.sep)
+  _NOISY = (os.sep + "orbax" + os.sep, os.sep + "tensorflow" + os.sep,
+            os.sep + "tensorflow_datasets" + os.sep)
 
   def filter(self, record: pylogging.LogRecord) -> bool:
     if not any(n in record.pathname for n in self._NOISY):
