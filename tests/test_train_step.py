@@ -1,13 +1,18 @@
 """The jitted train step: 8 devices = 1 device = 2 processes, and the step's own semantics."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from ssc_jax import augment
+from ssc_jax import models
 from ssc_jax import parallel
+from ssc_jax import train
 from tests import processes
+from tests import test_losses
 from tests import train_step_fixture as fx
-
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +57,41 @@ def _unflatten_like(flat: dict[str, np.ndarray], like):
   keys = list(fx.flatten((grads, state.batch_stats, metrics)))
   g, bs, m = jax.tree.unflatten(treedef, [flat[k] for k in keys])
   return g, state.replace(batch_stats=bs), m
+
+
+def test_step_loss_is_the_float64_reference_loss_of_its_own_embeddings():
+  """Two steps with a random augmentation chain: each step's loss equals the float64
+  reference loss (tests/test_losses.py) of the embeddings of its batch augmented with
+  fold_in(rng, step), rows item-major (views of an item adjacent, labels repeated per view).
+  A tiled label layout or another step's key gives a different loss."""
+  config = fx.tiny_config()
+  config.augment.severity = 2
+  config.augment.chain = ("gain", "polarity_inversion", "colored_noise")
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  model = models.build_model(config.model)
+  tx = optax.sgd(1.0)
+  init_rng, aug_rng = jax.random.split(jax.random.key(config.seed))
+  augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
+  state = train.create_train_state(config, model, tx, mesh, init_rng)
+  step_fn = train.make_train_step(config, model, tx, augment_fn, mesh)
+  host = fx.fixed_batch()
+  rows = fx.BATCH * fx.VIEWS
+  item_ids = np.arange(rows) // fx.VIEWS
+  repeated = np.repeat(host["labels"], fx.VIEWS, axis=0)
+
+  def reference(variables, key, labels=repeated):
+    views = augment_fn(key, jnp.asarray(host["audio"])).reshape(rows, fx.LENGTH)
+    (_, z), _ = model.apply(variables, views, train=True, mutable=["batch_stats"])
+    return test_losses.ref_semisup_loss(np.asarray(z, np.float64), item_ids, labels,
+                                        config.loss.temperature, config.loss.pos_threshold,
+                                        parity=False)
+
+  for step in range(2):
+    variables = jax.device_get(state.variables)  # The step donates the state.
+    state, metrics = step_fn(state, parallel.host_batch_to_global(host, mesh), aug_rng)
+    loss = float(metrics["loss"])
+    np.testing.assert_allclose(loss, reference(variables, jax.random.fold_in(aug_rng, step)),
+                               rtol=1e-4)
+    assert abs(reference(variables, jax.random.fold_in(aug_rng, 1 - step)) - loss) > 1e-3
+  tiled = np.tile(host["labels"], (fx.VIEWS, 1))
+  assert abs(reference(variables, jax.random.fold_in(aug_rng, 1), tiled) - loss) > 1e-3
