@@ -180,3 +180,28 @@ def test_load_pretrained_from_a_checkpoint_workdir(tmp_path):
                jax.device_get(state.variables))
   with pytest.raises(FileNotFoundError, match="no such file"):
     pretrained.load_pretrained(str(tmp_path / "nope"))
+
+
+def test_a_head_trained_on_another_encoder_or_with_other_settings_is_retrained(setup,
+                                                                              tmp_path):
+  config = probe_config.get_config("smoke")
+  config.pretrained = setup["export"]
+  config.data.data_dir = setup["data_dir"]
+  config.probe.max_epochs = 2
+  workdir = str(tmp_path / "probe")
+  first = probe.run(config, workdir)["training"]["fingerprint"]
+  assert first["encoder"] == setup["export"] and first["probe"]["max_epochs"] == 2
+
+  exported = checkpoint.read_export(setup["export"])
+  other = str(tmp_path / "other.msgpack")
+  checkpoint.export_variables(other, jax.tree.map(lambda a: a * 1.01, exported.variables),
+                              exported.model_config, sample_rate=exported.card["sample_rate"],
+                              view_length=exported.card["view_length"])
+  config.pretrained = other
+  second = probe.run(config, workdir)["training"]["fingerprint"]
+  assert second["encoder"] == other and second["encoder_sha256"] != first["encoder_sha256"]
+
+  config.probe.max_epochs = 3  # Same encoder, other head settings.
+  third = probe.run(config, workdir)["training"]
+  assert third["fingerprint"]["probe"]["max_epochs"] == 3
+  assert third["fingerprint"]["encoder_sha256"] == second["encoder_sha256"]

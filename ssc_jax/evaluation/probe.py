@@ -24,6 +24,7 @@ epoch draws one cached chunk per clip. `results.json` records both counts under
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -97,6 +98,26 @@ def _head_description(cfg: head_training.HeadConfig) -> str:
 
 
 # -------------------------------------------------------------------------- head files ---
+def head_fingerprint(config: ml_collections.ConfigDict,
+                     encoder: pretrained.PretrainedEncoder) -> dict[str, Any]:
+  """What a trained head depends on: the encoder (source and a hash of its variables) and the
+  head's settings (`config.probe` without `reuse_head`, and the seed)."""
+  digest = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(encoder.variables)[0]:
+    digest.update(jax.tree_util.keystr(path).encode())
+    digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+  probe = {k: v for k, v in config.probe.to_dict().items() if k != "reuse_head"}
+  return {"encoder": encoder.source, "encoder_sha256": digest.hexdigest(),
+          "probe": json.loads(json.dumps(probe, default=str)), "seed": config.seed}
+
+
+def _fingerprint_changes(saved: dict[str, Any] | None, current: dict[str, Any]) -> list[str]:
+  """Names of the fingerprint entries that differ (all of them for a head saved without one)."""
+  if not saved:
+    return sorted(current)
+  return [k for k in sorted(current) if saved.get(k) != current[k]]
+
+
 def save_head(path: paths.PathLike, head: head_training.TrainedHead,
               info: dict[str, Any]) -> None:
   """Writes the head params and its config/training info to one msgpack file."""
@@ -185,7 +206,8 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   Args:
     config: a configs/probe.py config.
     workdir: output directory (created); a head.msgpack already there is reused when
-      `config.probe.reuse_head`.
+      `config.probe.reuse_head` and it was trained on the same encoder with the same head
+      settings (`head_fingerprint`); otherwise it is retrained, with a warning.
 
   Returns:
     The results dict also written to `<workdir>/results.json`.
@@ -224,12 +246,18 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
                task.label_key, kind, num_outputs, encoder.source, dict(mesh.shape))
 
   head_path = workdir / HEAD_FILE
+  fingerprint = head_fingerprint(config, encoder)
   reuse = bool(config.probe.reuse_head) and head_path.is_file()
   if reuse:
     head_cfg, head_params, info = load_head(head_path)
     if head_cfg.num_outputs != num_outputs or head_cfg.kind != kind:
       raise ValueError(f"{head_path} was trained for {head_cfg.kind} K={head_cfg.num_outputs}, "
                        f"not {task.name} ({kind}, K={num_outputs}); use a new workdir.")
+    changed = _fingerprint_changes(info.get("fingerprint"), fingerprint)
+    if changed:
+      logging.warning("Retraining the probe head: %s was trained with another %s than this "
+                      "run (encoder %s).", head_path, " and ".join(changed), encoder.source)
+      reuse = False
   cached = config.probe.train_features == "cached"
   need_train_chunks = (not reuse and cached) or config.prototypes.enabled
   split_kwargs = dict(dataset=task.dataset, data_dir=data_dir, label_key=task.label_key,
@@ -263,6 +291,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
     head_cfg, head_params = head.config, head.params
     train_chunks = int(len(train_feats.chunk_h)) if train_feats is not None and cached else 0
     info["features"] = config.probe.train_features
+    info["fingerprint"] = fingerprint
     # Encoder forward passes over training audio: what this run did, and what re-encoding a
     # fresh crop of every clip in every epoch (the original) would have cost.
     reencode = info["total_epochs"] * n_train
