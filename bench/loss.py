@@ -85,23 +85,17 @@ def official_worker() -> None:
     pair = -torch.log(e / den + 1e-6)                                           # §2.5.6
     return ((pos * pair).sum(1) / w).mean()                                     # §2.5.7–8
 
-  def rss_bytes() -> int:
+  def status_bytes(field: str) -> int:
+    """A `/proc/self/status` memory field (`VmRSS`, `VmHWM`) in bytes."""
     with open("/proc/self/status") as f:
       for line in f:
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
           return int(line.split()[1]) * 1024
     return 0
 
   def hwm_reset() -> None:
     with open("/proc/self/clear_refs", "w") as f:  # Resets VmHWM (peak RSS) to the current RSS.
       f.write("5")
-
-  def hwm_bytes() -> int:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) * 1024
-    return 0
 
   for line in sys.stdin:
     cmd = json.loads(line)
@@ -112,13 +106,13 @@ def official_worker() -> None:
     loss = float("nan")
     for _ in range(cmd["repeats"]):
       z = z0.clone().requires_grad_(True)
-      base = rss_bytes()
+      base = status_bytes("VmRSS")
       hwm_reset()
       start = time.perf_counter()
       out = official_loss(z, ids, labels)
       out.backward()
       seconds.append(time.perf_counter() - start)
-      peak = max(peak, hwm_bytes() - base)
+      peak = max(peak, status_bytes("VmHWM") - base)
       loss = out.item()
       del out, z
     print(json.dumps({"seconds": seconds, "peak_rss_growth": peak, "loss": loss}), flush=True)

@@ -74,10 +74,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.total_steps = 200_000
   c.train.log_every_steps = 50  # Progress line + TensorBoard/JSONL metrics.
   c.train.checkpoint_every_steps = 1000
-  c.train.checkpoint_every_minutes = 30.0  # Also save when this long passed (checked at log steps); 0 = off.
+  # Also save when this many minutes passed since the last save (checked at log steps); 0 = off.
+  c.train.checkpoint_every_minutes = 30.0
   c.train.keep_checkpoints = 3  # Orbax keeps this many most recent steps.
-  c.train.allow_config_change = False  # Resume a workdir whose saved config differs in math fields.
-  c.train.record_batch_hashes = False  # Debug: append each host batch's sha256 to DIR/batch_hashes.<p>.jsonl.
+  # Resume a workdir whose saved config differs in fields that change the math.
+  c.train.allow_config_change = False
+  # Debug: append each host batch's sha256 to DIR/batch_hashes.<process>.jsonl.
+  c.train.record_batch_hashes = False
 
   # --- Multi-process start-up (spec: jax.distributed only when asked). ---
   c.distributed = ml_collections.ConfigDict()

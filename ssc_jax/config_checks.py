@@ -80,7 +80,7 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
   if t.total_steps < 1 or t.log_every_steps < 1 or t.checkpoint_every_steps < 1:
     raise ConfigError("train.total_steps, train.log_every_steps and "
                       "train.checkpoint_every_steps must be >= 1.")
-  if t.get("checkpoint_every_minutes", 0) < 0:
+  if t.checkpoint_every_minutes < 0:
     raise ConfigError(f"train.checkpoint_every_minutes={t.checkpoint_every_minutes} must be "
                       ">= 0 (0 = off).")
   _check_optimizer(config.optimizer, t.total_steps)
@@ -184,7 +184,7 @@ def changed_fields(saved: dict[str, Any], config: ml_collections.ConfigDict
           if not k.startswith(_RESUMABLE_PREFIXES) and old.get(k, _ABSENT) != new.get(k, _ABSENT)]
 
 
-def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+def check_resume_config(config: ml_collections.ConfigDict, workdir: epath.PathLike) -> None:
   """Refuses to resume a workdir whose saved run config differs in fields that change the math.
 
   Call only when the workdir holds a checkpoint. `config.train.allow_config_change=True`
@@ -202,7 +202,7 @@ def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> None
   if not diff:
     return
   lines = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, old, new in diff)
-  if config.train.get("allow_config_change", False):
+  if config.train.allow_config_change:
     logging.warning("Resuming %s with a changed config (allowed):\n%s", workdir, lines)
     return
   raise ConfigError(

@@ -166,7 +166,7 @@ def _minutes_elapsed(config: ml_collections.ConfigDict, since: float) -> bool:
 
   Multi-process runs follow process 0's clock, so every process saves at the same step.
   """
-  minutes = config.train.get("checkpoint_every_minutes", 0)
+  minutes = config.train.checkpoint_every_minutes
   due = bool(minutes) and time.monotonic() - since >= 60 * minutes
   if jax.process_count() > 1:
     due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
@@ -240,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   else:
     parameter_overview.log_parameter_overview(state.params)
   host_batches = host_input
-  if config.train.get("record_batch_hashes", False):
+  if config.train.record_batch_hashes:
     host_batches = _record_batch_hashes(host_input, workdir, start_step)
   # Prefetch depth 1: the next host batch is read only when the loop asks for it, so after the
   # step that consumed batch s the iterator stands exactly at s and its saved position is the

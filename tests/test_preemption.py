@@ -171,12 +171,13 @@ def test_stop_request_sets_a_flag_ignores_repeats_and_restores_handlers():
 
 
 def test_checkpoint_every_minutes():
+  # pylint: disable=protected-access
   config = worker.smoke_config("", TOTAL)
   config.train.checkpoint_every_minutes = 1.0
-  assert train._minutes_elapsed(config, time.monotonic() - 61)  # pylint: disable=protected-access
-  assert not train._minutes_elapsed(config, time.monotonic() - 50)  # pylint: disable=protected-access
+  assert train._minutes_elapsed(config, time.monotonic() - 61)
+  assert not train._minutes_elapsed(config, time.monotonic() - 50)
   config.train.checkpoint_every_minutes = 0
-  assert not train._minutes_elapsed(config, time.monotonic() - 1e6)  # pylint: disable=protected-access
+  assert not train._minutes_elapsed(config, time.monotonic() - 1e6)
 
 
 def test_host_batch_iterator_restores_the_exact_continuation(tmp_path, data_dir):
