@@ -28,7 +28,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--dataset", help="TFDS 'name/config', e.g. mtat/top50 (see --list).")
   parser.add_argument("--manual_dir", help="Folder holding the manual download.")
   parser.add_argument("--data_dir", default="",
-                      help="TFDS data dir (default $SSC_JAX_DATA_DIR or ~/ssc_jax_data).")
+                      help="TFDS data dir (default $TFDS_DATA_DIR or ~/ssc_jax_data).")
   parser.add_argument("--min_samples", type=int, default=decode.DEFAULT_MIN_SAMPLES,
                       help="Skip files shorter than this many samples at 22050 Hz.")
   parser.add_argument("--num_workers", type=int, default=0,
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from data_pipelines import builders  # pylint: disable=g-import-not-at-top
+  from data_pipelines import datasets  # pylint: disable=g-import-not-at-top
   from data_pipelines.builders import base  # pylint: disable=g-import-not-at-top
 
   if args.list:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
   cls = builders.BUILDERS[name]
-  data_dir = os.path.expanduser(args.data_dir or base.default_data_dir())
+  data_dir = datasets.resolve_data_dir(args.data_dir)
   try:
     builder = tfds.builder(args.dataset, data_dir=data_dir, min_samples=args.min_samples,
                            num_workers=args.num_workers or None)

@@ -39,14 +39,8 @@ from data_pipelines import decode
 
 
 SAMPLE_RATE = decode.SAMPLE_RATE
-DATA_DIR_ENV = "SSC_JAX_DATA_DIR"
 SKIP_REPORT_PATTERN = "skipped-{split}.tsv"
 MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
-
-
-def default_data_dir() -> str:
-  """$SSC_JAX_DATA_DIR, else ~/ssc_jax_data."""
-  return os.environ.get(DATA_DIR_ENV) or os.path.expanduser("~/ssc_jax_data")
 
 
 def audio_feature() -> tfds.features.Tensor:
