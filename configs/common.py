@@ -31,7 +31,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.labeled_split = "train"  # Its split used for pretraining.
   c.data.unlabeled = "synthetic_music/demo"  # TFDS "name/config" of the unlabeled pool ("" = none).
   c.data.unlabeled_split = "unlabeled"  # Its split used for pretraining.
-  c.data.data_dir = ""  # TFDS data dir; "" = $SSC_JAX_DATA_DIR or ~/ssc_jax_data.
+  c.data.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/ssc_jax_data.
   c.data.label_key = "pitch_classes"  # Which label feature defines label positives.
   c.data.sample_rate = 22050  # Hz; audio is stored at this rate.
   c.data.view_length = 59535  # T, samples per view (2.7 s at 22050 Hz).

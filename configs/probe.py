@@ -93,7 +93,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # --- Audio and embedding. ---
   c.data = ml_collections.ConfigDict()
-  c.data.data_dir = ""  # TFDS data dir; "" = $SSC_JAX_DATA_DIR or ~/ssc_jax_data.
+  c.data.data_dir = ""  # TFDS data dir; "" = $TFDS_DATA_DIR or ~/ssc_jax_data.
   c.data.view_length = 0  # T, samples per chunk; 0 = the encoder's pretraining view length.
   c.data.max_chunks = 64  # Validation/test: chunk-mean over the first this many chunks (172.8 s).
   c.data.train_max_chunks = 16  # Training cache: chunks embedded per training clip (first ones).

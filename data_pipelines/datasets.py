@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-DATA_DIR_ENV = "SSC_JAX_DATA_DIR"
+DATA_DIR_ENV = "TFDS_DATA_DIR"  # TFDS's own variable.
 DEFAULT_DATA_DIR = "~/ssc_jax_data"
 # Datasets that generate themselves (no manual download): prepared on first use.
 GENERATED_DATASETS = frozenset({"synthetic_music"})
@@ -35,17 +35,16 @@ class DatasetNotPreparedError(ValueError):
   """A dataset that needs a manual download has not been prepared in the data dir."""
 
 
-def default_data_dir(data_config: Any) -> str:
-  """The TFDS data dir of a config's `data` section.
+def resolve_data_dir(explicit: str | None = None) -> str:
+  """The TFDS data dir, the one rule every reader and `prepare` follow.
 
   Args:
-    data_config: the `config.data` ConfigDict (or any mapping with an optional `data_dir`).
+    explicit: a config's `data.data_dir` or a `--data_dir` flag; "" or None when not given.
 
   Returns:
-    `data_config.data_dir` if set, else $SSC_JAX_DATA_DIR, else ~/ssc_jax_data; `~` expanded.
+    `explicit` if set, else $TFDS_DATA_DIR, else ~/ssc_jax_data; `~` expanded.
   """
-  data_dir = data_config.get("data_dir", "") or os.environ.get(DATA_DIR_ENV, "")
-  return os.path.expanduser(data_dir or DEFAULT_DATA_DIR)
+  return os.path.expanduser(explicit or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
 
 
 def dataset_name(name_and_config: str) -> str:

@@ -3,12 +3,13 @@
   python -m data_pipelines.prepare --dataset=mtat/top50 --manual_dir=/data/mtat \
       [--data_dir=~/ssc_jax_data] [--min_samples=59535] [--num_workers=8]
   python -m data_pipelines.prepare --list
+(`ssc-prepare` is the same command, installed as a console script.)
 
 Decodes every listed file (mono, 22050 Hz, int16), writes the TFDS dataset into data_dir and
 a skip report `skipped-<split>.tsv` next to it, then prints how many files each split kept
-and skipped. A second run finds the prepared dataset and only prints the summary. Exit
-status: 0 done, 2 bad arguments or manual_dir layout/annotations (the message lists the
-expected files).
+and skipped. A second run finds the prepared dataset and only prints the summary; a second
+run with another --min_samples is refused. Exit status: 0 done, 2 bad arguments, manual_dir
+layout/annotations (the message lists the expected files) or a min_samples mismatch.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser.add_argument("--dataset", help="TFDS 'name/config', e.g. mtat/top50 (see --list).")
   parser.add_argument("--manual_dir", help="Folder holding the manual download.")
   parser.add_argument("--data_dir", default="",
-                      help="TFDS data dir (default $SSC_JAX_DATA_DIR or ~/ssc_jax_data).")
-  parser.add_argument("--min_samples", type=int, default=decode.DEFAULT_MIN_SAMPLES,
-                      help="Skip files shorter than this many samples at 22050 Hz.")
+                      help="TFDS data dir (default $TFDS_DATA_DIR or ~/ssc_jax_data).")
+  parser.add_argument("--min_samples", type=int, default=None,
+                      help="Skip files shorter than this many samples at 22050 Hz (default "
+                      f"{decode.DEFAULT_MIN_SAMPLES}). A prepared dataset keeps the value it was "
+                      "prepared with; asking for another one is an error.")
   parser.add_argument("--num_workers", type=int, default=0,
                       help="Decoding threads (0 = min(8, cpu count)).")
   parser.add_argument("--list", action="store_true", help="List datasets, configs, layouts.")
@@ -53,7 +56,8 @@ def summarize(builder) -> str:
   """'split: kept N, skipped M' lines plus where the skip reports are."""
   from data_pipelines.builders import base  # pylint: disable=g-import-not-at-top
   data_path = pathlib.Path(os.fspath(builder.data_path))
-  lines = [f"{builder.info.full_name} at {data_path}"]
+  lines = [f"{builder.info.full_name} at {data_path} "
+           f"(min_samples={builder.info.metadata['min_samples']})"]
   for split in sorted(builder.info.splits.keys()):
     report = data_path / base.SKIP_REPORT_PATTERN.format(split=split)
     skipped = base.read_skip_report(report)
@@ -67,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from data_pipelines import builders  # pylint: disable=g-import-not-at-top
+  from data_pipelines import datasets  # pylint: disable=g-import-not-at-top
   from data_pipelines.builders import base  # pylint: disable=g-import-not-at-top
 
   if args.list:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     return 2
   cls = builders.BUILDERS[name]
-  data_dir = os.path.expanduser(args.data_dir or base.default_data_dir())
+  data_dir = datasets.resolve_data_dir(args.data_dir)
   try:
     builder = tfds.builder(args.dataset, data_dir=data_dir, min_samples=args.min_samples,
                            num_workers=args.num_workers or None)

@@ -344,7 +344,7 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
       usable tracks. datasets.DatasetNotPreparedError: a source is not prepared.
   """
   num_labeled, num_unlabeled = _check_config(data_config, process_index, process_count)
-  data_dir = datasets.default_data_dir(data_config)
+  data_dir = datasets.resolve_data_dir(data_config.get("data_dir"))
   n_views, t = int(data_config.num_views), int(data_config.view_length)
   sources, lab_builder, label_widths, selected = [], None, (1,), np.zeros(0, np.int64)
   label_keys = ()

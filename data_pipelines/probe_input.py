@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -63,7 +62,7 @@ class ProbeEvalData:
 
 
 def _open(name: str, data_dir: str | None) -> tfds.core.DatasetBuilder:
-  return datasets.get_builder(name, os.path.expanduser(data_dir or base.default_data_dir()))
+  return datasets.get_builder(name, datasets.resolve_data_dir(data_dir))
 
 
 def _label_fn(builder: tfds.core.DatasetBuilder, label_key: str):
@@ -96,7 +95,7 @@ def make_probe_train_dataset(name: str, split: str, data_dir: str | None, label_
   Args:
     name: TFDS "name/config", e.g. "mtat/top50".
     split: split name, e.g. "train".
-    data_dir: TFDS data dir ("" or None: $SSC_JAX_DATA_DIR or ~/ssc_jax_data).
+    data_dir: TFDS data dir ("" or None: `datasets.resolve_data_dir`).
     label_key: label feature to train on.
     batch_size: crops per batch on this host.
     view_length: T, samples per crop.
@@ -170,7 +169,7 @@ def make_probe_eval_dataset(name: str, split: str, data_dir: str | None, label_k
   Args:
     name: TFDS "name/config".
     split: split to evaluate, e.g. "test".
-    data_dir: TFDS data dir ("" or None: $SSC_JAX_DATA_DIR or ~/ssc_jax_data).
+    data_dir: TFDS data dir ("" or None: `datasets.resolve_data_dir`).
     label_key: label feature.
     batch_size: chunk rows per batch on this host.
     view_length: T, samples per chunk.

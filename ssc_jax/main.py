@@ -1,4 +1,4 @@
-"""Command line: `python -m ssc_jax.main --config=configs/<name>.py --workdir=DIR`.
+"""Command line: `ssc-train --config=configs/<name>.py --workdir=DIR` (or `python -m ssc_jax.main`).
 
 Pretraining configs run `train.train_and_evaluate`; probe configs (`job = "probe"`,
 configs/probe.py) run the downstream evaluation `evaluation.probe.run`.
@@ -9,6 +9,7 @@ Running the same command again resumes from the newest checkpoint in DIR.
 
 import logging as pylogging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -62,5 +63,13 @@ def main(argv: list[str]) -> None:
     train.train_and_evaluate(config, _WORKDIR.value)
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """Console script `ssc-train`: `python -m ssc_jax.main`, with the same `--help`."""
+  for holder in (_CONFIG, _WORKDIR):  # absl's --help lists the flags of sys.argv[0] only.
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
+  sys.modules["__main__"].__doc__ = __doc__
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -3,7 +3,12 @@
 import subprocess
 import sys
 
+import pytest
+import tensorflow_datasets as tfds
+
+from data_pipelines import decode
 from data_pipelines import prepare
+from data_pipelines.builders import base
 from tests import test_builders_util as util
 
 
@@ -71,3 +76,21 @@ def test_module_entry_point_help():
   result = subprocess.run([sys.executable, "-m", "data_pipelines.prepare", "--help"],
                           capture_output=True, text=True, timeout=60, check=False)
   assert result.returncode == 0 and "--manual_dir" in result.stdout
+
+
+def test_other_min_samples_is_refused_not_reused(tmp_path, monkeypatch, capsys):
+  manual, data = tmp_path / "gtzan", tmp_path / "data"
+  _gtzan_manual(manual)
+  monkeypatch.setenv("TFDS_DATA_DIR", str(data))  # No --data_dir: $TFDS_DATA_DIR decides.
+  args = ["--dataset=gtzan_filtered", f"--manual_dir={manual}", "--num_workers=2"]
+  assert prepare.main(args + [f"--min_samples={util.MIN_SAMPLES}"]) == 0
+  assert (data / "gtzan_filtered" / "1.0.0" / "skipped-train.tsv").is_file()
+  capsys.readouterr()
+  assert prepare.main(args + [f"--min_samples={util.MIN_SAMPLES + 1}"]) == 2
+  err = capsys.readouterr().err
+  assert f"was prepared with min_samples={util.MIN_SAMPLES}, not {util.MIN_SAMPLES + 1}" in err
+  with pytest.raises(base.MinSamplesMismatchError, match="Delete that folder"):
+    tfds.builder("gtzan_filtered", data_dir=str(data), min_samples=decode.DEFAULT_MIN_SAMPLES)
+  assert prepare.main(args) == 0  # No --min_samples: the prepared dataset as it is.
+  out = capsys.readouterr().out
+  assert out.startswith("Already prepared") and f"(min_samples={util.MIN_SAMPLES})" in out

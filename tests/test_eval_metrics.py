@@ -2,6 +2,7 @@
 
 import math
 
+import mir_eval
 import numpy as np
 import pytest
 
@@ -58,23 +59,33 @@ def test_accuracy_and_r2_hand_computed():
   assert out == pytest.approx({"r2": 0.75, "r2_arousal": 0.5, "r2_valence": 1.0})
 
 
+# Hand-computed: (reference, estimate, MIREX score, our both-fifths score).
 @pytest.mark.parametrize("ref,est,score,both", [
-    ("C major", "C major", 1.0, 1.0),
-    ("C major", "G major", 0.5, 0.5),  # fifth above
-    ("C major", "F major", 0.0, 0.5),  # fifth below: only with descending fifths
+    ("C major", "C major", 1.0, 1.0),  # same
+    ("C major", "G major", 0.5, 0.5),  # fifth up
+    ("C major", "F major", 0.0, 0.5),  # fifth down: only ours counts it
     ("A minor", "E minor", 0.5, 0.5),
+    ("A minor", "D minor", 0.0, 0.5),
     ("C major", "A minor", 0.3, 0.3),  # relative minor
     ("A minor", "C major", 0.3, 0.3),  # relative major
+    ("A minor", "F# major", 0.0, 0.0),  # 9 up from a minor key is not its relative
     ("C major", "C minor", 0.2, 0.2),  # parallel
-    ("C major", "E minor", 0.0, 0.0),
+    ("C minor", "G minor", 0.5, 0.5),
+    ("C major", "G minor", 0.0, 0.0),  # fifth up, other mode
+    ("C major", "E minor", 0.0, 0.0),  # other
     ("C major", "D major", 0.0, 0.0),
     ("C# minor", "Db minor", 1.0, 1.0),  # enharmonic spellings
     ("Db major", "Ab major", 0.5, 0.5),
     ("Bb minor", "Db major", 0.3, 0.3),
+    ("B major", "Gb major", 0.5, 0.5),  # fifth up across the octave (11 -> 6)
+    ("Cb major", "B major", 1.0, 1.0),  # a spelling mir_eval does not read, respelled
+    ("E# minor", "Bb minor", 0.0, 0.5),
 ])
 def test_weighted_key_score(ref, est, score, both):
   assert key_score.weighted_score(ref, est) == score
   assert key_score.weighted_score(ref, est, allow_descending_fifths=True) == both
+  if all(k.split()[0].lower() in mir_eval.key.KEY_TO_SEMITONE for k in (ref, est)):
+    assert mir_eval.key.weighted_score(ref, est) == score  # The reference scorer agrees.
 
 
 def test_key_parsing_errors_name_the_string():

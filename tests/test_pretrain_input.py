@@ -363,12 +363,14 @@ def test_not_prepared_dataset_error_names_the_command(tmp_path, data_dir):
   assert datasets.get_builder("ramp_music/a", data_dir).is_prepared()
 
 
-def test_default_data_dir(monkeypatch):
-  monkeypatch.setenv("SSC_JAX_DATA_DIR", "/some/where")
-  assert datasets.default_data_dir(ml_collections.ConfigDict({"data_dir": ""})) == "/some/where"
-  assert datasets.default_data_dir(ml_collections.ConfigDict({"data_dir": "/x"})) == "/x"
-  monkeypatch.delenv("SSC_JAX_DATA_DIR")
-  assert datasets.default_data_dir({"data_dir": ""}) == os.path.expanduser("~/ssc_jax_data")
+def test_resolve_data_dir_explicit_then_tfds_env_then_default(monkeypatch):
+  monkeypatch.setenv("TFDS_DATA_DIR", "/from/env")
+  assert datasets.resolve_data_dir("~/explicit") == os.path.expanduser("~/explicit")
+  assert datasets.resolve_data_dir("gs://bucket/data") == "gs://bucket/data"
+  assert datasets.resolve_data_dir("") == "/from/env"
+  assert datasets.resolve_data_dir(None) == "/from/env"
+  monkeypatch.delenv("TFDS_DATA_DIR")
+  assert datasets.resolve_data_dir("") == os.path.expanduser("~/ssc_jax_data")
 
 
 def test_label_info(data_dir):

@@ -39,14 +39,8 @@ from data_pipelines import decode
 
 
 SAMPLE_RATE = decode.SAMPLE_RATE
-DATA_DIR_ENV = "SSC_JAX_DATA_DIR"
 SKIP_REPORT_PATTERN = "skipped-{split}.tsv"
 MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
-
-
-def default_data_dir() -> str:
-  """$SSC_JAX_DATA_DIR, else ~/ssc_jax_data."""
-  return os.environ.get(DATA_DIR_ENV) or os.path.expanduser("~/ssc_jax_data")
 
 
 def audio_feature() -> tfds.features.Tensor:
@@ -62,6 +56,10 @@ def multi_hot_feature(num_classes: int) -> tfds.features.Tensor:
 
 class ManualDirError(FileNotFoundError):
   """The manual download is missing or laid out differently than expected."""
+
+
+class MinSamplesMismatchError(ValueError):
+  """A prepared dataset was built with another min_samples than the one asked for."""
 
 
 class AnnotationError(ValueError):
@@ -139,7 +137,10 @@ class ManualAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   """Base class: decodes the files listed by `_collect` and writes the common schema.
 
   Constructor keywords (besides TFDS's data_dir/config/version):
-    min_samples: shortest accepted file, in samples at 22050 Hz (default one view, 59535).
+    min_samples: shortest accepted file, in samples at 22050 Hz. It is part of the prepared
+      dataset (`info.metadata['min_samples']`): None reads a prepared dataset as it is and
+      prepares a new one with one view, 59535; a value that differs from the prepared one
+      raises `MinSamplesMismatchError` instead of reusing the data.
     num_workers: decoding threads (default min(8, cpu count)).
     progress: show a tqdm bar per split.
   """
@@ -149,16 +150,22 @@ class ManualAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
   DESCRIPTION = ""
   HOMEPAGE = ""
 
-  def __init__(self, *, min_samples: int = decode.DEFAULT_MIN_SAMPLES,
+  def __init__(self, *, min_samples: int | None = None,
                num_workers: int | None = None, progress: bool = True, **kwargs):
-    if min_samples < 1:
+    if min_samples is not None and min_samples < 1:
       raise ValueError(f"min_samples must be >= 1, got {min_samples}")
-    self._min_samples = int(min_samples)
     self._num_workers = int(num_workers or min(8, os.cpu_count() or 1))
     self._progress = progress
     self._skips: dict[str, list[tuple[str, str]]] = {}
     self._manual_root: pathlib.Path | None = None
-    super().__init__(**kwargs)
+    super().__init__(**kwargs)  # Reads info.metadata from disk if the dataset is prepared.
+    prepared = (self.info.metadata or {}).get("min_samples") if self.is_prepared() else None
+    if None not in (min_samples, prepared) and int(prepared) != min_samples:
+      raise MinSamplesMismatchError(
+          f"{self.info.full_name} in {self.data_path} was prepared with "
+          f"min_samples={prepared}, not {min_samples}. Delete that folder to prepare it again "
+          f"with min_samples={min_samples}, or ask for min_samples={prepared} to use it.")
+    self._min_samples = int(prepared or min_samples or decode.DEFAULT_MIN_SAMPLES)
 
   # ----- hooks -------------------------------------------------------------------------
   def _label_features(self) -> dict[str, tfds.features.FeatureConnector]:

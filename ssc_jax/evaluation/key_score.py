@@ -1,29 +1,31 @@
-"""The MIREX weighted key score, implemented from its published definition (mir_eval is not a
-dependency).
+"""The MIREX weighted key score (`mir_eval.key.weighted_score`) and our both-fifths variant.
 
-Definition (MIREX Audio Key Detection, 2005-; as in `mir_eval.key.weighted_score`): for a
-reference key and an estimated key,
+mir_eval (the scorer the SemiSupCon paper used) scores an estimated key against its reference:
   1.0  same tonic and mode;
   0.5  same mode, estimated tonic a perfect fifth (7 semitones) ABOVE the reference tonic;
   0.3  relative keys: reference major and estimate its relative minor (tonic 9 semitones up),
        or reference minor and estimate its relative major (tonic 3 semitones up);
   0.2  parallel keys: same tonic, other mode;
   0.0  otherwise.
-mir_eval's default counts only the ascending fifth (mir_eval issue #337 discusses the
-asymmetry; mir_eval 0.8 added `allow_descending_fifths`). The SemiSupCon paper used mir_eval's
-default, so `mean_weighted_score` defaults to it; `allow_descending_fifths=True` also gives 0.5
-to a fifth below (a fourth above), as the current MIREX implementation does.
+It counts only the ascending fifth (mir_eval issue #337 discusses the asymmetry), so
+`mean_weighted_score` defaults to it. Ours, `allow_descending_fifths=True` (reported as
+`weighted_key_score_both_fifths`), also gives 0.5 to a fifth below (a fourth above) in the same
+mode; every other pair scores as in mir_eval.
 
 Key names: "<tonic> <mode>", tonic a letter A-G followed by any number of '#' or 'b'
-(e.g. "C# minor", "Db major", "Bb minor"), mode "major" or "minor" (case-insensitive).
+(e.g. "C# minor", "Db major", "Cb minor"), mode "major" or "minor" (case-insensitive). They
+are respelled in mir_eval's vocabulary (flats, lower-case mode) before scoring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import mir_eval
+
 _LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 _MODES = ("major", "minor")
+_MIR_EVAL_TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 
 
 def parse_key(name: str) -> tuple[int, str]:
@@ -46,18 +48,10 @@ def weighted_score(reference: str, estimate: str, *,
   """The MIREX score of one estimated key against its reference (see the module docstring)."""
   ref_tonic, ref_mode = parse_key(reference)
   est_tonic, est_mode = parse_key(estimate)
-  up = (est_tonic - ref_tonic) % 12
-  if ref_mode == est_mode:
-    if up == 0:
-      return 1.0
-    if up == 7 or (allow_descending_fifths and up == 5):
-      return 0.5
-    return 0.0
-  if (ref_mode == "major" and up == 9) or (ref_mode == "minor" and up == 3):
-    return 0.3
-  if up == 0:
-    return 0.2
-  return 0.0
+  if allow_descending_fifths and ref_mode == est_mode and (est_tonic - ref_tonic) % 12 == 5:
+    return 0.5
+  return float(mir_eval.key.weighted_score(f"{_MIR_EVAL_TONICS[ref_tonic]} {ref_mode}",
+                                           f"{_MIR_EVAL_TONICS[est_tonic]} {est_mode}"))
 
 
 def mean_weighted_score(references: Sequence[str], estimates: Sequence[str], *,

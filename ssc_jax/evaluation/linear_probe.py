@@ -69,7 +69,7 @@ def compare_with_random_init(config: ml_collections.ConfigDict, workdir: paths.P
   from data_pipelines import datasets  # pylint: disable=g-import-not-at-top
   from data_pipelines import tracks  # pylint: disable=g-import-not-at-top
 
-  data_dir = datasets.default_data_dir(config.data)
+  data_dir = datasets.resolve_data_dir(config.data.get("data_dir"))
   label_keys = list(config.evaluate.label_keys)
   splits = {s: tracks.load_tracks(config.data.labeled, s, data_dir, label_keys)
             for s in ("train", "test")}
