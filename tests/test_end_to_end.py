@@ -54,7 +54,7 @@ def test_train_export_probe_then_resume(tmp_path, data_dir):
     assert f"| {key} |" in table
 
   # The export is the final state's encoder + head.
-  _, exported = checkpoint.load_exported(os.path.join(workdir, "encoder.msgpack"))
+  exported = checkpoint.read_export(os.path.join(workdir, "encoder.msgpack")).variables
   jax.tree.map(np.testing.assert_array_equal, exported["params"],
                jax.device_get(state.params))
 

@@ -17,10 +17,10 @@ from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import report as report_cli
 from ssc_jax import train
-from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
-from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import probe
+from ssc_jax.inference import embedding as embed
+from ssc_jax.inference import pretrained
 
 T = 59535
 DATASET = "synthetic_music/tiny"
