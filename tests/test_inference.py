@@ -1,4 +1,5 @@
-"""Embedding API and CLI: chunk-mean embeddings of waveforms and files, bad files skipped."""
+"""The inference layer: loading an encoder (export or workdir checkpoint), chunk-mean embeddings
+of waveforms and files through the API and the CLI, bad files skipped."""
 
 import os
 
@@ -9,9 +10,12 @@ import pytest
 import soundfile as sf
 import soxr
 
+from configs import common
 from ssc_jax import checkpoint
 from ssc_jax import embed as embed_cli
 from ssc_jax import models
+from ssc_jax import parallel
+from ssc_jax import train
 from ssc_jax.inference import audio_files
 from ssc_jax.inference import embedding
 from ssc_jax.inference import encoder as encoder_lib
@@ -206,3 +210,29 @@ def test_audio_listing_and_layouts(tmp_path):
   with pytest.raises(audio_files.DecodeError, match="missing"):
     audio_files.load_audio("nowhere.ogg", 22050)
   np.testing.assert_allclose(audio_files.to_mono(np.array([[1.0, 3.0]] * 5)), np.full(5, 2.0))
+
+
+def test_load_pretrained_from_a_checkpoint_workdir(tmp_path):
+  config = common.base_config()
+  config.model.width = 0.125
+  workdir = str(tmp_path)
+  with pytest.raises(ValueError, match="config.json"):
+    pretrained.load_pretrained(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort())
+  with pytest.raises(FileNotFoundError, match="neither encoder.msgpack nor any checkpoint"):
+    pretrained.load_pretrained(workdir)
+  # Saved from all 8 devices; restored without an optimizer, as host arrays.
+  mesh = parallel.make_mesh()
+  model = models.build_model(config.model)
+  state = train.create_train_state(config, model, train.make_optimizer(config), mesh,
+                                   jax.random.key(3))
+  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt.save(7, state)
+  ckpt.close()
+  loaded = pretrained.load_pretrained(workdir)
+  assert loaded.source.endswith("(checkpoint step 7)") and loaded.view_length == T
+  jax.tree.map(np.testing.assert_array_equal, loaded.variables,
+               jax.device_get(state.variables))
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    pretrained.load_pretrained(str(tmp_path / "nope"))
