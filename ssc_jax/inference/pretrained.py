@@ -8,7 +8,8 @@ Accepted paths:
   (so a run that is still going, or was stopped, can be probed too).
 The sample rate and view length come from the export's model card. An export written before
 cards existed falls back, with a warning naming the values, to the `config.json` next to it,
-else 22050 Hz and 59535 samples; a workdir checkpoint uses the workdir's `config.json`.
+else `conventions.SAMPLE_RATE` and `conventions.VIEW_LENGTH` (22050 Hz, 59535 samples); a
+workdir checkpoint uses the workdir's `config.json`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import warnings
 
 import ml_collections
 
+from data_pipelines import conventions
 from ssc_jax import checkpoint
 from ssc_jax import config_checks
 from ssc_jax import models
 from ssc_jax import paths
 
-DEFAULT_SAMPLE_RATE = 22050
-DEFAULT_VIEW_LENGTH = 59535
 EXPORT_NAME = "encoder.msgpack"
 CONFIG_NAME = "config.json"
 
@@ -70,8 +70,8 @@ def _read_config(path: paths.PathLike) -> ml_collections.ConfigDict | None:
 
 def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
   data = (config or {}).get("data", None) or {}
-  return (int(data.get("sample_rate", DEFAULT_SAMPLE_RATE)),
-          int(data.get("view_length", DEFAULT_VIEW_LENGTH)))
+  return (int(data.get("sample_rate", conventions.SAMPLE_RATE)),
+          int(data.get("view_length", conventions.VIEW_LENGTH)))
 
 
 def _with_dtype(model_config: ml_collections.ConfigDict,
