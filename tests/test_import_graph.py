@@ -118,6 +118,13 @@ def test_only_evaluation_and_the_clis_import_evaluation():
   assert not outside, "\n".join(map(_describe, outside))
 
 
+def test_only_the_cli_imports_the_trainer():
+  # Loading weights for inference or evaluation never builds a train state (it restores with
+  # checkpoint.restore_variables), so nothing but the training CLI needs ssc_jax.train.
+  users = [e for e in _all_imports() if e[1] == "ssc_jax.train" and e[0] != "ssc_jax.main"]
+  assert not users, "\n".join(map(_describe, users))
+
+
 def test_data_pipelines_import_no_training_or_evaluation():
   bad = [e for e in _all_imports() if e[0].startswith("data_pipelines")
          and e[1].startswith(("ssc_jax.evaluation", "ssc_jax.train"))]
