@@ -314,7 +314,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   """Decides which tracks this host streams into which pool (see the module docstring).
 
   Args:
-    data_config: the `config.data` ConfigDict.
+    data_config: the `config.data` ConfigDict of a config that passed
+      `ssc_jax.config_checks.check_pretrain_config`.
     seed: the run's seed.
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
@@ -323,7 +324,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
     The plan. Opens (and, for built-in generated datasets, prepares) the sources.
 
   Raises:
-    ValueError: missing or empty sources, bad label key, a host without usable tracks. datasets.DatasetNotPreparedError: a source is not prepared.
+    ValueError: missing or empty sources, bad label key, a host without usable tracks.
+    datasets.DatasetNotPreparedError: a source is not prepared.
   """
   num_labeled, num_unlabeled = _batch_split(data_config, process_index, process_count)
   data_dir = datasets.default_data_dir(data_config)
