@@ -10,6 +10,7 @@ from ssc_jax import checkpoint
 from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import train
+from tests import processes
 from tests import train_step_fixture as fx
 
 
@@ -52,6 +53,28 @@ def test_save_then_restore_onto_another_mesh_is_identical(tmp_path):
   assert all(type(x) is np.ndarray for x in jax.tree.leaves(variables))
   jax.tree.map(np.testing.assert_array_equal, variables,
                {"params": expected.params, "batch_stats": expected.batch_stats})
+
+
+def test_two_processes_restore_the_variables_saved_on_8_devices(tmp_path):
+  mesh = parallel.make_mesh()
+  config = fx.tiny_config()
+  state = train.create_train_state(config, models.build_model(config.model),
+                                   train.make_optimizer(config), mesh, jax.random.key(2))
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "run"))
+  ckpt.save(3, state)
+  ckpt.close()
+  out = tmp_path / "out"
+  out.mkdir()
+  port = processes.free_port()
+  processes.run_workers("two_process_restore_worker.py",
+                        [[str(i), str(port), str(tmp_path / "run"), str(out)] for i in range(2)])
+  expected = jax.tree_util.tree_leaves_with_path(jax.device_get(state.variables))
+  assert expected
+  for process in range(2):
+    got = np.load(out / f"process_{process}.npz")
+    assert int(got["step"]) == 3 and len(got.files) == len(expected) + 1
+    for path, value in expected:
+      np.testing.assert_array_equal(got[jax.tree_util.keystr(path)], value)
 
 
 def test_restore_variables_of_a_workdir_without_checkpoints_names_it(tmp_path):
