@@ -42,10 +42,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data_pipelines import conventions  # noqa: E402
 from ssc_jax import augment  # noqa: E402
 
-SR = 22050
-T = 59535  # 2.7 s.
+SR = conventions.SAMPLE_RATE
+T = conventions.VIEW_LENGTH  # 2.7 s.
 VIEWS = 2
 
 # The peer: the spec's chain at severity_modifier 2 (s = 1), one item per call.

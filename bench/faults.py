@@ -224,8 +224,8 @@ def main() -> int:
     failures.append(f"final step {final_step} != {args.total_steps}")
   params_equal = False
   try:
-    _, got = checkpoint.load_exported(os.path.join(run_dir, "encoder.msgpack"))
-    _, want = checkpoint.load_exported(os.path.join(ref_dir, "encoder.msgpack"))
+    got = checkpoint.read_export(os.path.join(run_dir, "encoder.msgpack")).variables
+    want = checkpoint.read_export(os.path.join(ref_dir, "encoder.msgpack")).variables
     diffs = [float(np.max(np.abs(a - b))) for a, b in
              zip(_leaves(got), _leaves(want))]
     params_equal = all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in

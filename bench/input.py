@@ -50,7 +50,11 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE_RATE = 22050
+sys.path.insert(0, REPO_ROOT)
+
+from data_pipelines import conventions  # noqa: E402
+
+SAMPLE_RATE = conventions.SAMPLE_RATE
 NUM_CLASSES = 50  # K of MTAT top-50 (here one class per clip, one-hot).
 LABELED, UNLABELED = "audio_folder/labeled", "audio_folder/unlabeled"
 GOAL = 3.0  # Input views/s ≥ GOAL × consumption (issue 4).
@@ -245,7 +249,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
   args = parse_args(argv)
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  sys.path.insert(0, REPO_ROOT)
   print(f"load at start: {load()}  cpus: {os.cpu_count()}", flush=True)
   tfds_dir = prepare(args.data_dir, args.clips, args.seconds)
 

@@ -39,10 +39,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from data_pipelines import conventions  # noqa: E402
 from ssc_jax.augment import pitch  # noqa: E402
 
-SR = 22050
-T = 59535
+SR = conventions.SAMPLE_RATE
+T = conventions.VIEW_LENGTH
 
 PEER_SCRIPT = textwrap.dedent("""
     import fractions, json, sys

@@ -47,13 +47,17 @@ from typing import Any
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from data_pipelines import conventions  # noqa: E402
+
 DEFAULT_TORCH_VENV = "/tmp/ssc_bench_torch"
 TORCH_REQUIREMENT = "torch==2.13.0"
 
 # SampleCNN (spec §3.1): output channels of conv0..conv10; conv0 has stride 3 and no padding,
 # conv1..conv10 stride 1 and padding 1, followed by MaxPool(3, 3) for conv1..conv9.
 CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512, 512)
-VIEW_LENGTH = 59535
+VIEW_LENGTH = conventions.VIEW_LENGTH
 NUM_VIEWS = 2
 NUM_LABELS = 50
 MATMUL_N = 4096
@@ -300,7 +304,6 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None
     (jax_results, torch_results or None), each {'train': {B: summary}, 'inference': summary,
     'matmul_gflops': ..., version info}.
   """
-  sys.path.insert(0, REPO_ROOT)
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from configs.common import base_config  # pylint: disable=g-import-not-at-top

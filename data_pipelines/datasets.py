@@ -20,12 +20,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_pipelines import conventions
+
 DATA_DIR_ENV = "TFDS_DATA_DIR"  # TFDS's own variable.
 DEFAULT_DATA_DIR = "~/ssc_jax_data"
 # Datasets that generate themselves (no manual download): prepared on first use.
 GENERATED_DATASETS = frozenset({"synthetic_music"})
-MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
-LABEL_KINDS = (MULTICLASS, MULTILABEL, REGRESSION)
 # Features that are never labels.
 NON_LABEL_FEATURES = frozenset({"audio", "track_id"})
 _LOG = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ def label_info(builder: tfds.core.DatasetBuilder, label_key: str
     label_key: the label feature's name.
 
   Returns:
-    (K, kind, names): number of classes (or regression outputs), one of LABEL_KINDS, K names.
+    (K, kind, names): number of classes (or regression outputs), one of
+    `conventions.LABEL_KINDS`, K names.
 
   Raises:
     ValueError: `label_key` is not a label feature (the message lists those the dataset has),
@@ -166,18 +167,19 @@ def label_info(builder: tfds.core.DatasetBuilder, label_key: str
   feature = builder.info.features[label_key]
   meta = _metadata_labels(builder).get(label_key, {}) or {}
   if isinstance(feature, tfds.features.ClassLabel):
-    num, kind, names = feature.num_classes, MULTICLASS, list(feature.names)
+    num, kind, names = feature.num_classes, conventions.MULTICLASS, list(feature.names)
   elif isinstance(feature, tfds.features.Sequence):
-    num, kind, names = feature.feature.num_classes, MULTILABEL, list(feature.feature.names)
+    num, kind = feature.feature.num_classes, conventions.MULTILABEL
+    names = list(feature.feature.names)
   else:
     shape = tuple(feature.shape)
     num = int(shape[0]) if shape else 1
-    kind = REGRESSION if not shape else MULTILABEL
+    kind = conventions.REGRESSION if not shape else conventions.MULTILABEL
     names = list(meta.get("names") or [f"{label_key}_{i}" for i in range(num)])
   kind = meta.get("kind") or kind
-  if kind not in LABEL_KINDS:
+  if kind not in conventions.LABEL_KINDS:
     raise ValueError(f"Dataset '{builder.info.full_name}': metadata labels['{label_key}'] has "
-                     f"kind '{kind}'; expected one of {LABEL_KINDS}.")
+                     f"kind '{kind}'; expected one of {conventions.LABEL_KINDS}.")
   if len(names) != num:
     raise ValueError(f"Dataset '{builder.info.full_name}': label '{label_key}' has {num} "
                      f"classes but {len(names)} names in its metadata.")
@@ -253,8 +255,9 @@ def read_indexed(builder: tfds.core.DatasetBuilder, split: str, start: int, stop
   return ds.map(add_index, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _encoded_num_samples(audio):
-  """Samples in an audio feature read with SkipDecoding (raw int16 bytes or a number list)."""
+def encoded_num_samples(audio: tf.Tensor) -> tf.Tensor:
+  """Samples in an audio feature read with SkipDecoding: raw int16 bytes (2 per sample) or a
+  number list; int64 scalar."""
   if audio.dtype == tf.string:
     return tf.cast(tf.strings.length(audio), tf.int64) // 2
   return tf.shape(audio, out_type=tf.int64)[0]
@@ -294,7 +297,7 @@ def audio_lengths(builder: tfds.core.DatasetBuilder, split: str, start: int, sto
     return np.full(stop - start, int(lower), np.int64), False
   lengths = np.full(stop - start, -1, np.int64)
   ds = read_indexed(builder, split, start, stop, keys=("audio",), skip_decoding=("audio",))
-  ds = ds.map(lambda ex: (ex["index"], _encoded_num_samples(ex["audio"])))
+  ds = ds.map(lambda ex: (ex["index"], encoded_num_samples(ex["audio"])))
   for index, length in ds.as_numpy_iterator():
     lengths[index - start] = length
   if (lengths < 0).any():

@@ -30,8 +30,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-SAMPLE_RATE = 22050  # Hz, the rate every prepared dataset stores.
-DEFAULT_MIN_SAMPLES = 59535  # One view: int(2.7 s * 22050 Hz).
+from data_pipelines import conventions
+
+SAMPLE_RATE = conventions.SAMPLE_RATE  # Hz, the rate every prepared dataset stores.
+DEFAULT_MIN_SAMPLES = conventions.VIEW_LENGTH  # One view.
 INT16_SCALE = 32768.0  # float = int16 / INT16_SCALE.
 _TRUNCATION_SLACK_FRAMES = 8192
 _TRUNCATION_SLACK_FRACTION = 0.01

@@ -14,8 +14,10 @@ T = data.view_length.
 Mixing (spec §4.5). Every GLOBAL batch holds exactly B_l = int(B·b_s) labeled items
 (b_s = data.labeled_share, truncated as in the original), split evenly over the hosts, so
 each host batch starts with B_l / P labeled items followed by (B − B_l) / P unlabeled ones.
-B and B_l must be divisible by P. b_s = 0 leaves the labeled source unused and b_s = 1 the
-unlabeled one (its name may then be ""). When no labeled source is used, K = 1 (all zeros).
+B and B_l must be divisible by P (`ssc_jax.config_checks` refuses other configs before any
+work; this module assumes a config that passed those checks). b_s = 0 leaves the labeled
+source unused and b_s = 1 the unlabeled one (its name may then be ""). When no labeled
+source is used, K = 1 (all zeros).
 Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`).
 `data.label_key` names one label feature, or several separated by commas
 ("instrument,register"): their one-/multi-hot vectors are concatenated in that order into one
@@ -82,9 +84,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_pipelines import conventions
 from data_pipelines import datasets
+from data_pipelines import decode
 
-_INT16_SCALE = 32768.0
 _DEFAULT_CACHE_MEGABYTES = 1024
 _LOG = logging.getLogger(__name__)
 
@@ -145,35 +148,15 @@ class PretrainPlan:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_config(data_config: Any, process_index: int, process_count: int
-                  ) -> tuple[int, int]:
-  """Validates sizes; returns (B_l, B_u) of the global batch."""
-  batch_size = int(data_config.batch_size)
-  share = float(data_config.labeled_share)
-  fraction = float(data_config.labeled_fraction)
+def _batch_split(data_config: Any, process_index: int, process_count: int
+                 ) -> tuple[int, int]:
+  """(B_l, B_u) of the global batch. The config's rules (sizes in range, B and B_l divisible by
+  the process count) are checked once, by `ssc_jax.config_checks.check_pretrain_config`."""
   if process_count < 1 or not 0 <= process_index < process_count:
     raise ValueError(f"process_index={process_index} must be in [0, process_count="
                      f"{process_count}).")
-  if batch_size < 1:
-    raise ValueError(f"data.batch_size must be >= 1, got {batch_size}.")
-  if not 0.0 <= share <= 1.0:
-    raise ValueError(f"data.labeled_share (b_s) must be in [0, 1], got {share}.")
-  if not 0.0 <= fraction <= 1.0:
-    raise ValueError(f"data.labeled_fraction (p_s) must be in [0, 1], got {fraction}.")
-  if int(data_config.num_views) < 1 or int(data_config.view_length) < 1:
-    raise ValueError(f"data.num_views ({data_config.num_views}) and data.view_length "
-                     f"({data_config.view_length}) must be >= 1.")
-  if int(data_config.shuffle_buffer) < 1:
-    raise ValueError(f"data.shuffle_buffer must be >= 1, got {data_config.shuffle_buffer}.")
-  num_labeled = int(batch_size * share)  # Truncation, as the original's int(B * b_s).
-  if batch_size % process_count:
-    raise ValueError(f"data.batch_size={batch_size} is not divisible by the process count "
-                     f"{process_count}; every host needs the same batch size.")
-  if num_labeled % process_count:
-    raise ValueError(
-        f"The labeled items per global batch, int(data.batch_size * data.labeled_share) = "
-        f"int({batch_size} * {share}) = {num_labeled}, are not divisible by the process count "
-        f"{process_count}; choose data.batch_size / data.labeled_share so that they are.")
+  batch_size = int(data_config.batch_size)
+  num_labeled = int(batch_size * float(data_config.labeled_share))  # The original's int(B·b_s).
   return num_labeled, batch_size - num_labeled
 
 
@@ -248,11 +231,11 @@ def _labeled_sources(data_config: Any, data_dir: str, seed: int
   name, split = str(data_config.labeled), str(data_config.labeled_split)
   fraction = float(data_config.labeled_fraction)
   builder = _open(name, split, data_dir, "labeled")
-  _check_audio(builder, name, int(data_config.get("sample_rate", 22050)))
+  _check_audio(builder, name, int(data_config.get("sample_rate", conventions.SAMPLE_RATE)))
   widths = []
   for label_key in split_label_keys(data_config.label_key):
     num_labels, kind, _ = datasets.label_info(builder, label_key)
-    if kind == datasets.REGRESSION:
+    if kind == conventions.REGRESSION:
       raise ValueError(f"data.label_key '{label_key}' of '{name}' is a regression target; "
                        f"SemiSupCon label positives need class labels.")
     widths.append(num_labels)
@@ -274,7 +257,7 @@ def _unlabeled_sources(data_config: Any, data_dir: str, lab_builder: Any,
   name, split = str(data_config.unlabeled), str(data_config.unlabeled_split)
   lab_split = str(data_config.labeled_split)
   builder = _open(name, split, data_dir, "unlabeled")
-  _check_audio(builder, name, int(data_config.get("sample_rate", 22050)))
+  _check_audio(builder, name, int(data_config.get("sample_rate", conventions.SAMPLE_RATE)))
   same = lab_builder is not None and builder.info.full_name == lab_builder.info.full_name
   n_lab = datasets.split_num_examples(lab_builder, lab_split) if lab_builder else 0
   rest = np.setdiff1d(np.arange(n_lab, dtype=np.int64), selected)
@@ -331,7 +314,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   """Decides which tracks this host streams into which pool (see the module docstring).
 
   Args:
-    data_config: the `config.data` ConfigDict.
+    data_config: the `config.data` ConfigDict of a config that passed
+      `ssc_jax.config_checks.check_pretrain_config`.
     seed: the run's seed.
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
@@ -340,10 +324,10 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
     The plan. Opens (and, for built-in generated datasets, prepares) the sources.
 
   Raises:
-    ValueError: impossible sizes, missing or empty sources, bad label key, a host without
-      usable tracks. datasets.DatasetNotPreparedError: a source is not prepared.
+    ValueError: missing or empty sources, bad label key, a host without usable tracks.
+    datasets.DatasetNotPreparedError: a source is not prepared.
   """
-  num_labeled, num_unlabeled = _check_config(data_config, process_index, process_count)
+  num_labeled, num_unlabeled = _batch_split(data_config, process_index, process_count)
   data_dir = datasets.resolve_data_dir(data_config.get("data_dir"))
   n_views, t = int(data_config.num_views), int(data_config.view_length)
   sources, lab_builder, label_widths, selected = [], None, (1,), np.zeros(0, np.int64)
@@ -493,7 +477,7 @@ def _pool_stream(parts: Sequence[PoolPart], plan: PretrainPlan, pool: str, batch
   ds = ds.batch(batch, drop_remainder=True)
   # All parts of a pool come from one dataset, so they share the audio dtype.
   is_int16 = parts[0].builder.info.features["audio"].np_dtype == np.int16
-  scale = 1.0 / _INT16_SCALE if is_int16 else 1.0
+  scale = 1.0 / decode.INT16_SCALE if is_int16 else 1.0
 
   def to_float(b):
     return {**b, "audio": tf.cast(b["audio"], tf.float32) * scale}

@@ -34,11 +34,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_pipelines import conventions
 from data_pipelines import datasets
 from data_pipelines import decode
 from data_pipelines.builders import base
 
-DEFAULT_VIEW_LENGTH = decode.DEFAULT_MIN_SAMPLES
+DEFAULT_VIEW_LENGTH = conventions.VIEW_LENGTH
 DEFAULT_MAX_CHUNKS = 64
 
 

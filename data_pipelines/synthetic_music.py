@@ -58,9 +58,11 @@ import numpy as np
 from scipy import signal
 import tensorflow_datasets as tfds
 
+from data_pipelines import conventions
 
 
-SAMPLE_RATE = 22050
+
+SAMPLE_RATE = conventions.SAMPLE_RATE
 PITCH_CLASS_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODES = ("major", "minor")
 KEY_NAMES = tuple(f"{pc} {mode}" for mode in MODES for pc in PITCH_CLASS_NAMES)
@@ -387,10 +389,10 @@ class SyntheticMusic(tfds.core.GeneratorBasedBuilder):
         "sample_rate": SAMPLE_RATE,
         "min_samples": num_samples,
         "labels": {
-            "key": {"kind": "multiclass", "names": list(KEY_NAMES)},
-            "instrument": {"kind": "multiclass", "names": list(INSTRUMENT_NAMES)},
-            "register": {"kind": "multiclass", "names": list(REGISTER_NAMES)},
-            "pitch_classes": {"kind": "multilabel", "names": list(PITCH_CLASS_NAMES)},
+            "key": {"kind": conventions.MULTICLASS, "names": list(KEY_NAMES)},
+            "instrument": {"kind": conventions.MULTICLASS, "names": list(INSTRUMENT_NAMES)},
+            "register": {"kind": conventions.MULTICLASS, "names": list(REGISTER_NAMES)},
+            "pitch_classes": {"kind": conventions.MULTILABEL, "names": list(PITCH_CLASS_NAMES)},
         },
         "skipped": {split: 0 for split, _ in cfg.split_sizes},
         # Every clip has the same length, so the on-disk order does not matter here.

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from data_pipelines import conventions
 from data_pipelines import datasets
 
 _INT16_SCALE = 32768.0
@@ -28,7 +29,7 @@ def _label_array(feature: tfds.features.FeatureConnector, values: list, num: int
       hot[row, np.asarray(ids, np.int64)] = 1.0
     return hot
   out = np.asarray(values, np.float32)
-  if kind == datasets.REGRESSION and out.ndim == 1:
+  if kind == conventions.REGRESSION and out.ndim == 1:
     return out
   return out.reshape(len(values), num)
 

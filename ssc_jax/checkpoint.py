@@ -17,7 +17,9 @@ The card (`model_card`) makes the file usable alone: sample rate, view length, m
 sizes, dtype, version, and where the weights came from. Exports written before cards existed
 have no 'card' entry; `read_export` warns about them.
 `flax.serialization.msgpack_restore(open(path, 'rb').read())` reads it without ssc_jax;
-`read_export(path)` is the one reader; `load_exported(path)` also rebuilds the Flax module.
+`read_export(path)` is the one reader (`ssc_jax.inference.pretrained.load_pretrained` builds the
+model from it). `restore_variables(workdir)` reads the model's variables from the newest
+train-state checkpoint without the optimizer state.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from ssc_jax import paths
 
 EXPORT_FORMAT = "ssc_jax.encoder/1"
 _STATE, _INPUT = "state", "input"
+_VARIABLES = ("params", "batch_stats")  # The train state's fields that make the model.
 
 
 class _HostInputHandler(ocp.CheckpointHandler):
@@ -187,6 +190,21 @@ class Checkpointer:
     ocp.multihost.sync_global_processes("ssc_jax_set_aside_unreadable_checkpoints")
     self._manager.reload()
 
+  def restore_variables(self, step: int) -> dict[str, Any]:
+    """Restores only {'params', 'batch_stats'} of `step`, as host NumPy arrays.
+
+    The optimizer state and step counter stay on disk (Orbax partial restore), so no train
+    state or optimizer is built; the arrays' saved shapes come from the checkpoint metadata,
+    and they load whatever device count or process count wrote them.
+    """
+    tree = ocp.PyTreeCheckpointHandler().metadata(self.directory / str(step) / _STATE).tree
+    item = {k: tree[k] for k in _VARIABLES}
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**{
+        _STATE: ocp.args.PyTreeRestore(item=item, restore_args=as_numpy,
+                                       partial_restore=True)}))
+    return dict(restored[_STATE])
+
   def restore_input(self, step: int, host_input: Any) -> bool:
     """Moves `host_input` (with `restore(prefix)`) to its position saved at `step`.
 
@@ -287,6 +305,28 @@ class Exported:
   card: dict[str, Any] | None
 
 
+def restore_variables(workdir: paths.PathLike) -> tuple[int, dict[str, Any]]:
+  """{'params', 'batch_stats'} of the newest checkpoint of a pretraining workdir.
+
+  Args:
+    workdir: the run's directory (local or `gs://`).
+
+  Returns:
+    (step, variables as host NumPy arrays).
+
+  Raises:
+    FileNotFoundError: the workdir holds no committed checkpoint.
+  """
+  ckpt = Checkpointer(workdir)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"{workdir}: no checkpoint under {ckpt.directory}.")
+    return step, ckpt.restore_variables(step)
+  finally:
+    ckpt.close()
+
+
 def read_export(path: paths.PathLike) -> Exported:
   """Reads an `export_variables` file (the one reader of exports).
 
@@ -311,17 +351,3 @@ def read_export(path: paths.PathLike) -> Exported:
                   UserWarning, stacklevel=2)
   return Exported(model_config, {"params": tree["params"], "batch_stats": tree["batch_stats"]},
                   card)
-
-
-def load_exported(path: paths.PathLike) -> tuple[models.SemiSupConModel, dict[str, Any]]:
-  """Rebuilds the model and its variables from an `export_variables` file.
-
-  Returns:
-    (model, variables) where `model.apply(variables, audio, method=model.embed)` gives the
-    representation of audio [B, T] at the card's sample rate (`read_export(path).card`).
-
-  Raises:
-    ValueError: if the file is not an ssc_jax export.
-  """
-  exported = read_export(path)
-  return models.build_model(exported.model_config), exported.variables

@@ -1,4 +1,8 @@
-"""Refuses impossible pretraining configs before any work starts, naming the field."""
+"""Refuses impossible pretraining configs before any work starts, naming the field.
+
+The rules on `config.data` live here only: `data_pipelines.pretrain_input` assumes a config
+that passed `check_pretrain_config` (train.py checks it before building the input).
+"""
 
 from __future__ import annotations
 
@@ -47,6 +51,8 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
     raise ConfigError(f"data.labeled_share={d.labeled_share} must be in [0, 1].")
   if not 0.0 < d.labeled_fraction <= 1.0:
     raise ConfigError(f"data.labeled_fraction={d.labeled_fraction} must be in (0, 1].")
+  if d.shuffle_buffer < 1:
+    raise ConfigError(f"data.shuffle_buffer={d.shuffle_buffer} must be >= 1.")
   num_labeled = int(d.batch_size * d.labeled_share)
   if num_labeled % process_count:
     raise ConfigError(f"int(data.batch_size * data.labeled_share) = {num_labeled} labeled items "

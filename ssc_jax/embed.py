@@ -41,9 +41,9 @@ from tqdm import auto as tqdm  # noqa: E402
 
 from ssc_jax import models  # noqa: E402
 from ssc_jax import paths  # noqa: E402
-from ssc_jax.evaluation import audio_files  # noqa: E402
-from ssc_jax.evaluation import embed as embed_lib  # noqa: E402
-from ssc_jax.evaluation import pretrained  # noqa: E402
+from ssc_jax.inference import audio_files  # noqa: E402
+from ssc_jax.inference import embedding as embed_lib  # noqa: E402
+from ssc_jax.inference import pretrained  # noqa: E402
 
 OUTPUT_FORMATS = (".npz", ".csv")
 

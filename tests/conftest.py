@@ -27,13 +27,13 @@ def small_encoder():
 
   Returns:
     (model config, model, variables): `config.model`, the unbound SemiSupConModel and
-    host NumPy `{'params', 'batch_stats'}` from `test_eval_embed.calibrated_variables`.
+    host NumPy `{'params', 'batch_stats'}` from `test_inference.calibrated_variables`.
   """
   # pylint: disable=g-import-not-at-top,import-outside-toplevel
   from configs import common
   from ssc_jax import models
-  from tests import test_eval_embed
+  from tests import test_inference
   config = common.base_config()
   config.model.width = 0.125
   model = models.build_model(config.model)
-  return config.model, model, test_eval_embed.calibrated_variables(model)
+  return config.model, model, test_inference.calibrated_variables(model)

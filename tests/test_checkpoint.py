@@ -10,6 +10,7 @@ from ssc_jax import checkpoint
 from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import train
+from tests import processes
 from tests import train_step_fixture as fx
 
 
@@ -45,6 +46,41 @@ def test_save_then_restore_onto_another_mesh_is_identical(tmp_path):
   leaf = jax.tree.leaves(restored.params)[0]
   assert leaf.sharding.mesh.devices.size == 1
 
+  # The model's variables alone, without building an optimizer state: host arrays that
+  # equal the saved ones, whatever mesh wrote them.
+  step, variables = checkpoint.restore_variables(str(tmp_path))
+  assert step == 1 and set(variables) == {"params", "batch_stats"}
+  assert all(type(x) is np.ndarray for x in jax.tree.leaves(variables))
+  jax.tree.map(np.testing.assert_array_equal, variables,
+               {"params": expected.params, "batch_stats": expected.batch_stats})
+
+
+def test_two_processes_restore_the_variables_saved_on_8_devices(tmp_path):
+  mesh = parallel.make_mesh()
+  config = fx.tiny_config()
+  state = train.create_train_state(config, models.build_model(config.model),
+                                   train.make_optimizer(config), mesh, jax.random.key(2))
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "run"))
+  ckpt.save(3, state)
+  ckpt.close()
+  out = tmp_path / "out"
+  out.mkdir()
+  port = processes.free_port()
+  processes.run_workers("two_process_restore_worker.py",
+                        [[str(i), str(port), str(tmp_path / "run"), str(out)] for i in range(2)])
+  expected = jax.tree_util.tree_leaves_with_path(jax.device_get(state.variables))
+  assert expected
+  for process in range(2):
+    got = np.load(out / f"process_{process}.npz")
+    assert int(got["step"]) == 3 and len(got.files) == len(expected) + 1
+    for path, value in expected:
+      np.testing.assert_array_equal(got[jax.tree_util.keystr(path)], value)
+
+
+def test_restore_variables_of_a_workdir_without_checkpoints_names_it(tmp_path):
+  with pytest.raises(FileNotFoundError, match=rf"{tmp_path}: no checkpoint under"):
+    checkpoint.restore_variables(str(tmp_path))
+
 
 def test_export_load_embed_matches_live_model(tmp_path):
   config, model, _, state = _trained_state(parallel.make_mesh())
@@ -68,7 +104,8 @@ def test_export_load_embed_matches_live_model(tmp_path):
     checkpoint.export_variables(path, state.variables, config.model, sample_rate=16000,
                                 view_length=1000)
 
-  loaded_model, variables = checkpoint.load_exported(path)
+  exported = checkpoint.read_export(path)
+  loaded_model, variables = models.build_model(exported.model_config), exported.variables
   audio = fx.fixed_batch(seed=3)["audio"][:, 0]
   live = model.apply(state.variables, audio, train=False, method=model.embed)
   got = loaded_model.apply(variables, audio, train=False, method=loaded_model.embed)
@@ -86,8 +123,8 @@ def test_export_without_card_warns(tmp_path):
     assert checkpoint.read_export(str(path)).card is None
 
 
-def test_load_exported_rejects_other_files(tmp_path):
+def test_read_export_rejects_other_files(tmp_path):
   path = tmp_path / "not_ours.msgpack"
   path.write_bytes(flax.serialization.msgpack_serialize({"params": {"w": np.zeros(2)}}))
   with pytest.raises(ValueError, match="not an ssc_jax encoder export"):
-    checkpoint.load_exported(str(path))
+    checkpoint.read_export(str(path))

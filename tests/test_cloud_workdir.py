@@ -82,7 +82,7 @@ def test_train_resume_export_probe_embed_on_ram_filesystem(tmp_path, monkeypatch
   assert json.loads(_read(f"{workdir}/config.json"))["train"]["total_steps"] == 4
 
   # The export is the resumed run's final state.
-  _, exported = checkpoint.load_exported(f"{workdir}/encoder.msgpack")
+  exported = checkpoint.read_export(f"{workdir}/encoder.msgpack").variables
   jax.tree.map(np.testing.assert_array_equal, exported["params"],
                jax.device_get(state.params))
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from ssc_jax import checkpoint
 from ssc_jax import convert
-from ssc_jax import encoder_api
+from ssc_jax.inference import encoder as encoder_lib
 from ssc_jax.inference import torch_weights
 
 T = 59535  # SemiSupCon's view length (2.7 s at 22050 Hz).
@@ -208,7 +208,7 @@ def test_semisupcon_samplecnn_parity_layers_and_round_trip(samplecnn_ref, audio,
   assert "encoder.fc.weight" in card["source"]["ignored_keys"]
 
   # Flax in inference mode (every local device, the card's view length) vs PyTorch eval mode.
-  enc = encoder_api.load_encoder(path, batch_size=8)
+  enc = encoder_lib.load_encoder(path, batch_size=8)
   got = enc.embed_chunks(audio, 22050, layers=(4, 7, 10), projection=True)
   seq = samplecnn_ref.encoder.sequential
   want = reference_outputs(samplecnn_ref, audio.reshape(2, T),
@@ -261,7 +261,7 @@ def test_clmr_layouts_give_the_same_weights(samplecnn_ref, tmp_path):
   jax.tree.map(np.testing.assert_array_equal, headless.variables["batch_stats"],
                ssc.variables["batch_stats"])
   with pytest.raises(ValueError, match="no projection head"):
-    encoder_api.load_encoder(path).embed(np.zeros(59049, np.float32), 22050, projection=True)
+    encoder_lib.load_encoder(path).embed(np.zeros(59049, np.float32), 22050, projection=True)
 
 
 def test_tuneplus_parity_and_round_trip(audio, tmp_path):
@@ -269,7 +269,7 @@ def test_tuneplus_parity_and_round_trip(audio, tmp_path):
   paths = save_three_ways(ref.state_dict(), tmp_path / "torch")
   (path, exported), *_ = import_all(paths, tmp_path, fmt="semisupcon")
   assert exported.card["encoder"] == "tuneplus" and exported.card["width"] == 1.0
-  enc = encoder_api.load_encoder(path, batch_size=8)
+  enc = encoder_lib.load_encoder(path, batch_size=8)
   got = enc.embed_chunks(audio, 22050, layers=(1, 9, 18), projection=True)
   want = reference_outputs(ref, audio.reshape(2, T), {
       "layer1": ref.encoder.conv1, "layer9": ref.encoder.conv9, "layer18": ref.encoder.convDown9})

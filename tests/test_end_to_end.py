@@ -54,7 +54,7 @@ def test_train_export_probe_then_resume(tmp_path, data_dir):
     assert f"| {key} |" in table
 
   # The export is the final state's encoder + head.
-  _, exported = checkpoint.load_exported(os.path.join(workdir, "encoder.msgpack"))
+  exported = checkpoint.read_export(os.path.join(workdir, "encoder.msgpack")).variables
   jax.tree.map(np.testing.assert_array_equal, exported["params"],
                jax.device_get(state.params))
 
@@ -96,16 +96,24 @@ def test_mtat_config_fails_fast_naming_the_prepare_command(tmp_path):
   assert not os.path.exists(os.path.join(tmp_path, "run", "checkpoints", "0"))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("batch_size", 12, "data.batch_size=12"),
-    ("labeled_share", 1.5, "data.labeled_share"),
-    ("view_length", 22050, "data.view_length"),
+@pytest.mark.parametrize("field, value, devices, processes, message", [
+    ("batch_size", 12, 8, 1, r"data\.batch_size=12 .* device count \(8\)"),
+    ("batch_size", 24, 24, 16, r"data\.batch_size=24 must split evenly over 16 processes"),
+    ("labeled_share", 0.25, 8, 8,
+     r"int\(data\.batch_size \* data\.labeled_share\) = 4 .* over 8 processes"),
+    ("labeled_share", 1.5, 8, 1, r"data\.labeled_share=1\.5 must be in \[0, 1\]"),
+    ("labeled_fraction", -0.1, 8, 1, r"data\.labeled_fraction=-0\.1 must be in \(0, 1\]"),
+    ("num_views", 0, 8, 1, r"data\.num_views=0"),
+    ("shuffle_buffer", 0, 8, 1, r"data\.shuffle_buffer=0 must be >= 1"),
+    ("view_length", 22050, 8, 1, "data.view_length"),
 ])
-def test_impossible_configs_are_refused(field, value, message):
+def test_impossible_configs_are_refused(field, value, devices, processes, message):
+  # The one place where these rules are checked; data_pipelines/pretrain_input assumes them.
   c = demo.get_config()
+  c.data.batch_size = 16
   setattr(c.data, field, value)
   with pytest.raises(config_checks.ConfigError, match=message):
-    config_checks.check_pretrain_config(c, device_count=8, process_count=1)
+    config_checks.check_pretrain_config(c, device_count=devices, process_count=processes)
 
 
 def test_cli_refuses_unknown_override():

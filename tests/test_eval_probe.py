@@ -9,18 +9,15 @@ import jax
 import numpy as np
 import pytest
 
-from configs import common
 from configs import probe as probe_config
 from data_pipelines import tracks
 from ssc_jax import checkpoint
-from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import report as report_cli
-from ssc_jax import train
-from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
-from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import probe
+from ssc_jax.inference import embedding as embed
+from ssc_jax.inference import pretrained
 
 T = 59535
 DATASET = "synthetic_music/tiny"
@@ -157,29 +154,6 @@ def test_fresh_crops_then_a_reused_head_for_another_task_is_refused(setup, tmp_p
   other.data.data_dir = setup["data_dir"]
   with pytest.raises(ValueError, match="head.msgpack was trained for multiclass"):
     probe.run(other, str(tmp_path))
-
-
-def test_load_pretrained_from_a_checkpoint_workdir(tmp_path):
-  config = common.base_config()
-  config.model.width = 0.125
-  workdir = str(tmp_path)
-  with pytest.raises(ValueError, match="config.json"):
-    pretrained.load_pretrained(workdir)
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  model = models.build_model(config.model)
-  state = train.create_train_state(config, model, train.make_optimizer(config), mesh,
-                                   jax.random.key(3))
-  ckpt = checkpoint.Checkpointer(workdir)
-  ckpt.save(7, state)
-  ckpt.close()
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort())
-  loaded = pretrained.load_pretrained(workdir)
-  assert loaded.source.endswith("(checkpoint step 7)") and loaded.view_length == T
-  jax.tree.map(np.testing.assert_array_equal, loaded.variables,
-               jax.device_get(state.variables))
-  with pytest.raises(FileNotFoundError, match="no such file"):
-    pretrained.load_pretrained(str(tmp_path / "nope"))
 
 
 def test_a_head_trained_on_another_encoder_or_with_other_settings_is_retrained(setup,

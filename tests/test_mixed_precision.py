@@ -11,7 +11,7 @@ from ssc_jax import config_checks
 from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import train
-from ssc_jax.evaluation import pretrained
+from ssc_jax.inference import pretrained
 from tests import train_step_fixture as fx
 
 

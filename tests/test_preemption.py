@@ -67,8 +67,7 @@ def _hashes(workdir, process=0):
 
 
 def _params(workdir):
-  _, variables = checkpoint.load_exported(os.path.join(workdir, "encoder.msgpack"))
-  return variables
+  return checkpoint.read_export(os.path.join(workdir, "encoder.msgpack")).variables
 
 
 def _stream_hashes(data_dir, process, processes):

@@ -14,10 +14,10 @@ import pytest
 from configs import probe as probe_config_lib
 from ssc_jax import checkpoint
 from ssc_jax import parallel
-from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
-from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import probe
+from ssc_jax.inference import embedding
+from ssc_jax.inference import pretrained
 from tests import processes
 
 DATASET = "synthetic_music/tiny"
@@ -46,7 +46,7 @@ def test_two_processes_evaluate_like_one(tmp_path, small_encoder):
   # One process, all 8 local devices (this also prepares the data for the workers).
   mesh = parallel.make_mesh()
   encoder = pretrained.load_pretrained(export)
-  one = features.embed_split(encoder.model, embed.replicate(encoder.variables, mesh), mesh,
+  one = features.embed_split(encoder.model, embedding.replicate(encoder.variables, mesh), mesh,
                              **embed_kwargs(data_dir))
   one_results = probe.run(probe_config(export, data_dir), str(tmp_path / "one" / "probe"))
 

@@ -19,10 +19,10 @@ jax.config.update("jax_num_cpu_devices", 2)
 import numpy as np  # noqa: E402
 
 from ssc_jax import parallel  # noqa: E402
-from ssc_jax.evaluation import embed  # noqa: E402
 from ssc_jax.evaluation import features  # noqa: E402
-from ssc_jax.evaluation import pretrained  # noqa: E402
 from ssc_jax.evaluation import probe  # noqa: E402
+from ssc_jax.inference import embedding  # noqa: E402
+from ssc_jax.inference import pretrained  # noqa: E402
 from tests import test_two_process_eval as spec  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def main() -> None:
   assert jax.device_count() == 4 and jax.process_count() == 2
   mesh = parallel.make_mesh()
   encoder = pretrained.load_pretrained(export)
-  feats = features.embed_split(encoder.model, embed.replicate(encoder.variables, mesh), mesh,
+  feats = features.embed_split(encoder.model, embedding.replicate(encoder.variables, mesh), mesh,
                                **spec.embed_kwargs(data_dir))
   results = probe.run(spec.probe_config(export, data_dir), os.path.join(out, "probe"))
   if jax.process_index() == 0:

@@ -35,12 +35,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
+from data_pipelines import conventions
+from data_pipelines import datasets
 from data_pipelines import decode
 
 
 SAMPLE_RATE = decode.SAMPLE_RATE
 SKIP_REPORT_PATTERN = "skipped-{split}.tsv"
-MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
 
 
 def audio_feature() -> tfds.features.Tensor:
@@ -173,10 +174,11 @@ class ManualAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
     return {}
 
   def _label_kinds(self) -> dict[str, str]:
-    """Label key -> MULTICLASS / MULTILABEL / REGRESSION."""
+    """Label key -> one of `conventions.LABEL_KINDS`."""
     kinds = {}
     for key, feature in self._label_features().items():
-      kinds[key] = MULTICLASS if isinstance(feature, tfds.features.ClassLabel) else MULTILABEL
+      is_class = isinstance(feature, tfds.features.ClassLabel)
+      kinds[key] = conventions.MULTICLASS if is_class else conventions.MULTILABEL
     return kinds
 
   def _fixed_label_names(self) -> dict[str, list[str]]:
@@ -227,7 +229,7 @@ class ManualAudioBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         if names:
           feature.names = names  # Allowed once; TFDS raises if it conflicts.
         names = list(feature.names)
-      elif kind == MULTILABEL and len(names) != feature.shape[0]:
+      elif kind == conventions.MULTILABEL and len(names) != feature.shape[0]:
         raise AnnotationError(
             self._manual_root or "manual_dir", None,
             f"label '{key}' expects {feature.shape[0]} classes but the annotations give "
@@ -335,12 +337,5 @@ def split_lengths(builder: tfds.core.DatasetBuilder, split: str) -> list[int]:
   ds = builder.as_dataset(split=split, shuffle_files=False,
                           read_config=tfds.ReadConfig(interleave_cycle_length=1),
                           decoders={"audio": tfds.decode.SkipDecoding()})
-  ds = ds.map(lambda ex: _encoded_length(ex["audio"]))
+  ds = ds.map(lambda ex: datasets.encoded_num_samples(ex["audio"]))
   return [int(n) for n in ds.as_numpy_iterator()]
-
-
-def _encoded_length(audio):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  if audio.dtype == tf.string:  # Encoding.BYTES: raw int16 bytes.
-    return tf.strings.length(audio) // 2
-  return tf.shape(audio)[0]

@@ -16,6 +16,7 @@ import pathlib
 
 import numpy as np
 
+from data_pipelines import conventions
 from data_pipelines.builders import base
 
 STATIC = "static_annotations.csv"
@@ -48,7 +49,7 @@ EmoMusic / "1000 Songs for Emotional Analysis of Music" (Soleymani et al. 2013):
     return {"emotion": base.multi_hot_feature(2), "emotion_raw": base.multi_hot_feature(2)}
 
   def _label_kinds(self):
-    return {"emotion": base.REGRESSION, "emotion_raw": base.REGRESSION}
+    return {"emotion": conventions.REGRESSION, "emotion_raw": conventions.REGRESSION}
 
   def _fixed_label_names(self):
     return {"emotion": ["arousal", "valence"], "emotion_raw": ["arousal", "valence"]}

@@ -16,12 +16,13 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from data_pipelines import conventions
 from ssc_jax.augment import config as config_lib
 from ssc_jax.augment import pipeline
 from ssc_jax.augment import registry
 
-SAMPLE_RATE = 22050
-VIEW_SECONDS = 2.7
+SAMPLE_RATE = conventions.SAMPLE_RATE
+VIEW_SECONDS = conventions.VIEW_LENGTH / conventions.SAMPLE_RATE  # 2.7 s.
 
 
 def synthetic_clip(sample_rate: int = SAMPLE_RATE, seconds: float = VIEW_SECONDS,

@@ -28,7 +28,7 @@ from tqdm import auto as tqdm
 
 from ssc_jax import models
 from ssc_jax import parallel
-from ssc_jax.evaluation import embed
+from ssc_jax.inference import embedding as embed
 
 
 @dataclasses.dataclass

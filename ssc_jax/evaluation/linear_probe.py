@@ -20,7 +20,7 @@ from sklearn import preprocessing
 
 from ssc_jax import models
 from ssc_jax import paths
-from ssc_jax.evaluation import embed
+from ssc_jax.inference import embedding as embed
 
 
 def probe_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,

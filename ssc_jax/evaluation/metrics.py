@@ -20,9 +20,12 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
+from data_pipelines import conventions
 from ssc_jax.evaluation import key_score
 
-MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
+# The label kinds (defined in data_pipelines/conventions.py), named here for evaluation code.
+MULTICLASS, MULTILABEL, REGRESSION = (conventions.MULTICLASS, conventions.MULTILABEL,
+                                      conventions.REGRESSION)
 # The metric that summarises a task kind (used for lr selection and robustness curves).
 PRIMARY_METRIC = {MULTILABEL: "roc_auc", MULTICLASS: "accuracy", REGRESSION: "r2"}
 

@@ -40,16 +40,16 @@ import numpy as np
 from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import paths
-from ssc_jax.evaluation import embed
 from ssc_jax.evaluation import features
 from ssc_jax.evaluation import head_training
 from ssc_jax.evaluation import key_score
 from ssc_jax.evaluation import metrics
 from ssc_jax.evaluation import plots
-from ssc_jax.evaluation import pretrained
 from ssc_jax.evaluation import prototypes
 from ssc_jax.evaluation import reports
 from ssc_jax.evaluation import robustness
+from ssc_jax.inference import embedding as embed
+from ssc_jax.inference import pretrained
 
 HEAD_FILE = "head.msgpack"
 HEAD_FORMAT = "ssc_jax.probe_head/1"

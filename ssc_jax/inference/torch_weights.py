@@ -43,11 +43,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from data_pipelines import conventions
 from ssc_jax import models
 
 FORMATS = ("semisupcon", "clmr")
 # (sample rate, view length) each source was trained with (spec §4.1, §8); they go in the card.
-AUDIO = {"semisupcon": (22050, 59535), "clmr": (22050, 59049)}
+# CLMR's views are 59049 = 3^10 samples, SampleCNN's shortest input.
+AUDIO = {"semisupcon": (conventions.SAMPLE_RATE, conventions.VIEW_LENGTH),
+         "clmr": (conventions.SAMPLE_RATE, models.samplecnn.MIN_LENGTH)}
 SAFETENSORS_SUFFIX = ".safetensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 

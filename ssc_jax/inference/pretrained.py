@@ -8,7 +8,8 @@ Accepted paths:
   (so a run that is still going, or was stopped, can be probed too).
 The sample rate and view length come from the export's model card. An export written before
 cards existed falls back, with a warning naming the values, to the `config.json` next to it,
-else 22050 Hz and 59535 samples; a workdir checkpoint uses the workdir's `config.json`.
+else `conventions.SAMPLE_RATE` and `conventions.VIEW_LENGTH` (22050 Hz, 59535 samples); a
+workdir checkpoint uses the workdir's `config.json`.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ import json
 from typing import Any
 import warnings
 
-import jax
 import ml_collections
 
+from data_pipelines import conventions
 from ssc_jax import checkpoint
 from ssc_jax import config_checks
 from ssc_jax import models
 from ssc_jax import paths
 
-DEFAULT_SAMPLE_RATE = 22050
-DEFAULT_VIEW_LENGTH = 59535
 EXPORT_NAME = "encoder.msgpack"
 CONFIG_NAME = "config.json"
 
@@ -71,31 +70,8 @@ def _read_config(path: paths.PathLike) -> ml_collections.ConfigDict | None:
 
 def _data_settings(config: ml_collections.ConfigDict | None) -> tuple[int, int]:
   data = (config or {}).get("data", None) or {}
-  return (int(data.get("sample_rate", DEFAULT_SAMPLE_RATE)),
-          int(data.get("view_length", DEFAULT_VIEW_LENGTH)))
-
-
-def _restore_latest(workdir: paths.PathLike,
-                    config: ml_collections.ConfigDict) -> tuple[int, Any]:
-  """Newest Orbax step of a pretraining workdir -> (step, variables) on one device."""
-  from ssc_jax import parallel  # pylint: disable=g-import-not-at-top
-  from ssc_jax import train  # pylint: disable=g-import-not-at-top
-  ckpt = checkpoint.Checkpointer(workdir)
-  step = ckpt.latest_step()
-  if step is None:
-    ckpt.close()
-    raise FileNotFoundError(
-        f"{workdir}: neither {EXPORT_NAME} nor any checkpoint under "
-        f"{ckpt.directory}; is this a pretraining workdir?")
-  mesh = parallel.make_mesh(jax.devices()[:1])
-  model = models.build_model(config.model)
-  tx = train.make_optimizer(config)
-  # A real (throw-away) state as the restore target: its structure always matches what
-  # train.py saves, whatever TrainState holds.
-  fresh = train.create_train_state(config, model, tx, mesh, jax.random.key(0))
-  state = ckpt.restore(step, train.abstract_train_state(fresh))
-  ckpt.close()
-  return step, jax.device_get(state.variables)
+  return (int(data.get("sample_rate", conventions.SAMPLE_RATE)),
+          int(data.get("view_length", conventions.VIEW_LENGTH)))
 
 
 def _with_dtype(model_config: ml_collections.ConfigDict,
@@ -154,7 +130,11 @@ def load_pretrained(path: paths.PathLike, dtype: str = "") -> PretrainedEncoder:
   if config is None:
     raise ValueError(f"{path}: no {EXPORT_NAME} and no {CONFIG_NAME}; cannot rebuild the model "
                      "to restore a checkpoint.")
-  step, variables = _restore_latest(path, config)
+  try:
+    step, variables = checkpoint.restore_variables(path)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f"{path}: neither {EXPORT_NAME} nor any checkpoint ({e}); is this "
+                            "a pretraining workdir?") from e
   sample_rate, view_length = _data_settings(config)
   model_config = _with_dtype(config.model, dtype)
   return PretrainedEncoder(models.build_model(model_config), variables, model_config,

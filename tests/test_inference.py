@@ -1,4 +1,5 @@
-"""Embedding API and CLI: chunk-mean embeddings of waveforms and files, bad files skipped."""
+"""The inference layer: loading an encoder (export or workdir checkpoint), chunk-mean embeddings
+of waveforms and files through the API and the CLI, bad files skipped."""
 
 import os
 
@@ -9,13 +10,16 @@ import pytest
 import soundfile as sf
 import soxr
 
+from configs import common
 from ssc_jax import checkpoint
 from ssc_jax import embed as embed_cli
-from ssc_jax import encoder_api
 from ssc_jax import models
-from ssc_jax.evaluation import audio_files
-from ssc_jax.evaluation import embed
-from ssc_jax.evaluation import pretrained
+from ssc_jax import parallel
+from ssc_jax import train
+from ssc_jax.inference import audio_files
+from ssc_jax.inference import embedding
+from ssc_jax.inference import encoder as encoder_lib
+from ssc_jax.inference import pretrained
 
 T = 59535
 
@@ -26,7 +30,7 @@ def test_track_stream_means_chunks_in_order_across_batches():
   tracks = [("a", np.repeat(np.arange(5.0), 10)),  # 5 chunks of 10; keep 3: 0, 1, 2
             ("b", np.full(7, 9.0)),  # shorter than a chunk: one zero-padded chunk
             ("c", np.repeat([4.0, 6.0], 10))]
-  out = list(embed.iter_track_embeddings(fake, tracks, 10, max_chunks=3, batch_size=2))
+  out = list(embedding.iter_track_embeddings(fake, tracks, 10, max_chunks=3, batch_size=2))
   assert [k for k, _, _ in out] == ["a", "b", "c"]
   assert [n for _, _, n in out] == [3, 1, 2]
   np.testing.assert_allclose([h for _, h, _ in out], [[1.0, 10], [9.0, 10], [5.0, 10]])
@@ -71,7 +75,7 @@ def test_api_embeds_stereo_at_any_rate_like_the_reference(exported):
   path, model, variables = exported
   rng = np.random.default_rng(0)
   stereo = (0.1 * rng.standard_normal((2 * 44100 * 3 + 100, 2))).astype(np.float32)  # ~6 s
-  enc = encoder_api.load_encoder(path, batch_size=4)
+  enc = encoder_lib.load_encoder(path, batch_size=4)
   assert (enc.sample_rate, enc.view_length, enc.embedding_dim) == (22050, T, 64)
   mono = soxr.resample(stereo.mean(1), 44100, 22050, quality="HQ").astype(np.float32)
   expected = _reference(model, variables, mono)
@@ -168,7 +172,7 @@ def test_old_export_without_card_warns_with_the_values_used(exported, tmp_path):
 def test_layer_and_projection_outputs(exported, tmp_path):
   path, model, variables = exported
   audio = (0.1 * np.random.default_rng(4).standard_normal(2 * T + 5)).astype(np.float32)
-  enc = encoder_api.load_encoder(path, batch_size=8)
+  enc = encoder_lib.load_encoder(path, batch_size=8)
   out = enc.embed(audio, 22050, layers=(0, 4, 7, 10), projection=True)
   # Width 0.125: blocks 0-2 have 16 channels, 3-8 32, 9-10 64; the head gives 128.
   assert {k: v.shape for k, v in out.items()} == {
@@ -206,3 +210,29 @@ def test_audio_listing_and_layouts(tmp_path):
   with pytest.raises(audio_files.DecodeError, match="missing"):
     audio_files.load_audio("nowhere.ogg", 22050)
   np.testing.assert_allclose(audio_files.to_mono(np.array([[1.0, 3.0]] * 5)), np.full(5, 2.0))
+
+
+def test_load_pretrained_from_a_checkpoint_workdir(tmp_path):
+  config = common.base_config()
+  config.model.width = 0.125
+  workdir = str(tmp_path)
+  with pytest.raises(ValueError, match="config.json"):
+    pretrained.load_pretrained(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort())
+  with pytest.raises(FileNotFoundError, match="neither encoder.msgpack nor any checkpoint"):
+    pretrained.load_pretrained(workdir)
+  # Saved from all 8 devices; restored without an optimizer, as host arrays.
+  mesh = parallel.make_mesh()
+  model = models.build_model(config.model)
+  state = train.create_train_state(config, model, train.make_optimizer(config), mesh,
+                                   jax.random.key(3))
+  ckpt = checkpoint.Checkpointer(workdir)
+  ckpt.save(7, state)
+  ckpt.close()
+  loaded = pretrained.load_pretrained(workdir)
+  assert loaded.source.endswith("(checkpoint step 7)") and loaded.view_length == T
+  jax.tree.map(np.testing.assert_array_equal, loaded.variables,
+               jax.device_get(state.variables))
+  with pytest.raises(FileNotFoundError, match="no such file"):
+    pretrained.load_pretrained(str(tmp_path / "nope"))

@@ -29,9 +29,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from ssc_jax import models
-from ssc_jax.evaluation import audio_files
-from ssc_jax.evaluation import embed as embed_lib
-from ssc_jax.evaluation import pretrained
+from ssc_jax.inference import audio_files
+from ssc_jax.inference import embedding
+from ssc_jax.inference import pretrained
 
 
 class Encoder:
@@ -64,12 +64,12 @@ class Encoder:
     self.source = encoder.source
     self.card = encoder.card
     self.batch_size = batch_size
-    self._embedders: dict[tuple[tuple[int, ...], bool], embed_lib.ChunkEmbedder] = {}
+    self._embedders: dict[tuple[tuple[int, ...], bool], embedding.ChunkEmbedder] = {}
 
-  def _embedder(self, layers: Sequence[int], projection: bool) -> embed_lib.ChunkEmbedder:
+  def _embedder(self, layers: Sequence[int], projection: bool) -> embedding.ChunkEmbedder:
     key = (models.check_layers(self.encoder_name, layers), bool(projection))
     if key not in self._embedders:
-      self._embedders[key] = embed_lib.local_embedder(
+      self._embedders[key] = embedding.local_embedder(
           self.model, self.variables, batch_size=self.batch_size, layers=key[0],
           projection=key[1])
     return self._embedders[key]
@@ -82,7 +82,7 @@ class Encoder:
                    ) -> np.ndarray | dict[str, np.ndarray]:
     """Per-chunk outputs of one waveform: [C, D] float32 (or a dict of [C, dim], see above)."""
     embedder = self._embedder(layers, projection)
-    chunks = embed_lib.split_into_chunks(self._prepare(waveform, sample_rate),
+    chunks = embedding.split_into_chunks(self._prepare(waveform, sample_rate),
                                          self.view_length, max_chunks or self.max_chunks)
     rows = embedder(chunks)
     return rows if len(embedder.names) == 1 else embedder.split(rows)
@@ -102,7 +102,7 @@ class Encoder:
     batched across them."""
     embedder = self._embedder(layers, projection)
     tracks = ((i, self._prepare(w, sample_rate)) for i, w in enumerate(waveforms))
-    out = [h for _, h, _ in embed_lib.iter_track_embeddings(
+    out = [h for _, h, _ in embedding.iter_track_embeddings(
         embedder, tracks, self.view_length, max_chunks=max_chunks or self.max_chunks,
         batch_size=embedder.batch_size)]
     if not out:
