@@ -28,13 +28,15 @@ def _reference_validation(config, model, variables, augment_fn, batches, key, tr
   kwargs = dict(temperature=config.loss.temperature, pos_threshold=config.loss.pos_threshold,
                 parity=False)
   totals = {"val_loss": 0.0, "val_ssl_loss": 0.0, "val_sl_loss": 0.0}
-  for i, batch in enumerate(batches):
-    views = augment_fn(jax.random.fold_in(key, i), batch["audio"]).reshape(rows, fx.LENGTH)
+  @jax.jit
+  def embed(batch_key, audio):
+    views = augment_fn(batch_key, audio).reshape(rows, fx.LENGTH)
     if train_mode:
-      (_, z), _ = model.apply(variables, views, train=True, mutable=["batch_stats"])
-    else:
-      _, z = model.apply(variables, views, train=False)
-    z = np.asarray(z, np.float64)
+      return model.apply(variables, views, train=True, mutable=["batch_stats"])[0][1]
+    return model.apply(variables, views, train=False)[1]
+
+  for i, batch in enumerate(batches):
+    z = np.asarray(embed(jax.random.fold_in(key, i), batch["audio"]), np.float64)
     labels = np.repeat(batch["labels"], fx.VIEWS, axis=0)
     labeled = np.repeat(batch["labeled"], fx.VIEWS)
     totals["val_loss"] += test_losses.ref_semisup_loss(z, item_ids, labels, **kwargs)
@@ -57,7 +59,7 @@ def test_validation_losses_are_the_float64_reference_on_one_and_eight_devices(sm
   config = fx.tiny_config()
   assert config.model.to_dict() == model_config.to_dict()
   config.augment.severity = 2
-  config.augment.chain = ("gain", "polarity_inversion", "colored_noise")
+  config.augment.chain = ("gain", "polarity_inversion")
   augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
   batches = [fx.fixed_batch(0), fx.fixed_batch(1)]
   key = jax.random.key(7)
