@@ -10,6 +10,7 @@ from configs import common
 from data_pipelines import datasets
 from data_pipelines import pretrain_input
 from ssc_jax import augment
+from ssc_jax import config_checks
 from ssc_jax import parallel
 from ssc_jax import train
 from tests import test_losses
@@ -151,6 +152,34 @@ def test_validation_input_refuses_a_missing_split(synthetic_dir):
   with pytest.raises(ValueError, match="no_such_split"):
     pretrain_input.ValidationInput(_data_config(synthetic_dir), labeled_split="no_such_split",
                                    unlabeled_split="validation", num_batches=1, seed=0)
+
+
+def test_validation_input_is_sharded_per_host_like_the_training_input(synthetic_dir):
+  """Two hosts: half the batch each, disjoint tracks (contiguous ranges of each split)."""
+  data = _data_config(synthetic_dir)
+  seen = []
+  for process_index in range(2):
+    val = pretrain_input.ValidationInput(
+        data, labeled_split="validation", unlabeled_split="test", num_batches=2, seed=0,
+        process_index=process_index, process_count=2)
+    tracks = set()
+    for b in val:
+      assert b["audio"].shape[0] == 4
+      np.testing.assert_array_equal(b["labeled"], [True, True, False, False])
+      tracks |= set(b["track_index"].tolist())
+    seen.append(tracks)
+  # Labeled: validation tracks 0..3 (all labeled); unlabeled: test tracks, offset by 4. Host p
+  # draws (with repetition, as in training) from its halves of both splits only.
+  assert seen[0] & {0, 1} and seen[0] & {4, 5} and seen[0] <= {0, 1, 4, 5}
+  assert seen[1] & {2, 3} and seen[1] & {6, 7} and seen[1] <= {2, 3, 6, 7}
+
+
+@pytest.mark.parametrize("every, batches", [(-1, 8), (10, 0)])
+def test_impossible_validation_settings_are_refused(every, batches):
+  c = fx.tiny_config()
+  c.train.eval_every_steps, c.train.eval_batches = every, batches
+  with pytest.raises(config_checks.ConfigError, match="train.eval_every_steps"):
+    config_checks.check_pretrain_config(c, device_count=8, process_count=1)
 
 
 def test_progress_line_has_step_total_rate_elapsed_and_eta():
