@@ -4,6 +4,11 @@ One jitted step over a 1-D device mesh: augment (on device) → encoder + projec
 views → semi-supervised NT-Xent over the GLOBAL batch → optimiser. Parameters are replicated, the
 batch is sharded on its item axis, so N devices at global batch B compute exactly what one
 device computes at B (BatchNorm statistics and negatives are global).
+
+Every `train.eval_every_steps` the same loss and its SSL/SL components are computed on a fixed
+held-out set (data_pipelines/pretrain_input.py `ValidationInput`) in inference mode with a fixed
+augmentation key, and logged as val_loss, val_ssl_loss and val_sl_loss (spec §2.6). Every log
+step prints one progress line: step/total, loss, views/s, elapsed time and ETA.
 """
 
 from __future__ import annotations
