@@ -6,12 +6,15 @@ import os
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from configs import probe as probe_config
 from configs import supervised as supervised_config
 from ssc_jax import checkpoint
 from ssc_jax import models
+from ssc_jax import parallel
+from ssc_jax.evaluation import head_training
 from ssc_jax.evaluation import reports
 from ssc_jax.evaluation import supervised
 
@@ -33,6 +36,31 @@ def test_config_has_the_spec_settings_and_refuses_unknown_tasks():
     supervised_config.get_config("gtzan,fast")
   with pytest.raises(ValueError, match="needs a task"):
     supervised_config.get_config()
+
+
+def test_train_step_loss_is_bce_of_the_linear_head_on_train_mode_embeddings(small_encoder):
+  """Multi-label: the step's loss is the mean binary cross-entropy (NumPy, float64) of the
+  bias-free linear head on the encoder's train-mode (batch-statistics) representations."""
+  _, model, variables = small_encoder
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  head_cfg = head_training.HeadConfig(kind="multilabel", num_outputs=3, hidden=0)
+  head_params = jax.device_get(head_training.init_params(head_cfg, 512 // 8))
+  params = {"encoder": variables["params"]["encoder"], "head": head_params}
+  tx = optax.sgd(0.0)
+  state = {"params": params, "batch_stats": variables["batch_stats"],
+           "opt_state": tx.init(params)}
+  rng = np.random.default_rng(0)
+  audio = rng.standard_normal((4, 59049)).astype(np.float32) * 0.1
+  labels = (rng.random((4, 3)) < 0.5).astype(np.float32)
+  step = supervised.make_train_step(model, head_cfg, tx, mesh)
+  _, loss = step(jax.device_put(state), {"audio": audio, "labels": labels})
+
+  h = jax.jit(lambda x: model.apply(variables, x, train=True, mutable=["batch_stats"])[0][0])(
+      audio)
+  logits = np.asarray(h, np.float64) @ np.asarray(head_params["dense"]["kernel"], np.float64)
+  probability = 1.0 / (1.0 + np.exp(-logits))
+  bce = -(labels * np.log(probability) + (1 - labels) * np.log(1 - probability)).mean()
+  np.testing.assert_allclose(float(loss), bce, rtol=1e-4)
 
 
 def test_smoke_run_trains_end_to_end_and_reports_like_a_probe(tmp_path):
