@@ -93,6 +93,22 @@ def test_smoke_run_trains_end_to_end_and_reports_like_a_probe(tmp_path):
       jax.tree.leaves(init["params"]["encoder"]))]
   assert any(moved)
 
+  # Resuming: 2 steps, then the same command with the full budget continues from the step-2
+  # checkpoint (state, best variables, input position) and gives the uninterrupted run's numbers.
+  split = str(tmp_path / "split")
+  config.train.total_steps = 2
+  supervised.run(config, split)
+  config.train.total_steps = 4
+  resumed = supervised.run(config, split)
+  steps = [json.loads(line)["step"] for line in open(os.path.join(split, "metrics.jsonl"))]
+  assert steps == [2, 2, 4, 4]  # Steps 1-2 were not trained again.
+  for key in ("train_loss", "val_loss"):
+    np.testing.assert_allclose([r[key] for r in resumed["training"]["history"]],
+                               [r[key] for r in training["history"]], rtol=1e-6, err_msg=key)
+  assert resumed["test"]["accuracy"] == results["test"]["accuracy"]
+  np.testing.assert_allclose(np.load(os.path.join(split, "predictions.npz"))["scores"],
+                             saved["scores"], rtol=1e-5, atol=1e-6)
+
   # One row "supervised" in the comparison table, like any probed encoder.
   header, table = reports.gather([workdir])["main"]
   assert header == ["encoder", "synthetic_instrument/accuracy"]

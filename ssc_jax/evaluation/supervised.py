@@ -19,7 +19,10 @@
    is exported to `<workdir>/encoder.msgpack` (it can be probed like a pretrained one).
 
 Training losses (`train_loss`) and validation losses (`val_loss`) go to TensorBoard and
-`<workdir>/metrics.jsonl`. There is no checkpointing: a stopped run starts again from scratch.
+`<workdir>/metrics.jsonl`. Every evaluation saves a checkpoint (the train state, the best
+evaluation's variables and the input position; `<workdir>/checkpoints/`) and the validation
+records (`validation_history.json`): running the same command again resumes, and a finished run
+is only tested again.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ssc_jax.evaluation import metrics
 from ssc_jax.evaluation import reports
 
 SOURCE = "trained from scratch (supervised end to end)"
+HISTORY_FILE = "validation_history.json"  # The validation records, read back on resume.
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -68,6 +72,25 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   features.check_batch_size(config.data.batch_size)
   features.check_batch_size(config.data.eval_batch_size, "config.data.eval_batch_size")
   models.check_view_length(config.model.encoder, config.data.view_length)
+
+
+def early_stopping_state(history: list[dict[str, Any]]) -> tuple[dict[str, Any], int]:
+  """The best validation record (lowest loss, earliest on ties) and the evaluations since it.
+
+  Args:
+    history: the validation records in order ({'epoch', 'step', 'train_loss', 'val_loss'}).
+
+  Returns:
+    (best record, or {'epoch': 0, 'step': 0, 'val_loss': inf} before any; evaluations after it).
+  """
+  best: dict[str, Any] = {"epoch": 0, "step": 0, "val_loss": math.inf}
+  waited = 0
+  for record in history:
+    if record["val_loss"] < best["val_loss"]:
+      best, waited = record, 0
+    else:
+      waited += 1
+  return best, waited
 
 
 def make_train_step(model: models.SemiSupConModel, head_cfg: head_training.HeadConfig, tx: Any,
@@ -105,6 +128,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
     The results dict also written to `<workdir>/results.json`.
   """
   from data_pipelines import datasets  # pylint: disable=g-import-not-at-top
+  from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
   from data_pipelines import probe_input  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
 
@@ -124,11 +148,11 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
     raise ValueError(f"{task.dataset} is stored at {rate} Hz but config.data.sample_rate is "
                      f"{data.sample_rate}.")
   eval_every = config.train.eval_every_steps or math.ceil(num_tracks["train"] / data.batch_size)
-  host_batches = probe_input.make_probe_train_dataset(
+  host_input = pretrain_input.HostBatchIterator(probe_input.make_probe_train_dataset(
       task.dataset, task.train_split, data_dir, task.label_key,
       batch_size=data.batch_size // jax.process_count(), view_length=data.view_length,
       seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
-      shuffle_buffer=data.shuffle_buffer).as_numpy_iterator()
+      shuffle_buffer=data.shuffle_buffer))
 
   # ------------------------------------------------------ model, head, optimiser ---
   mesh = parallel.make_mesh()
@@ -158,20 +182,35 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
                                 batch_size=data.eval_batch_size, view_length=data.view_length,
                                 max_chunks=data.max_chunks, row_fn=row_fn)
 
-  def model_variables(s):
-    return {"params": {"encoder": s["params"]["encoder"], "head": projection},
-            "batch_stats": s["batch_stats"]}
+  def model_variables(trained):
+    return {"params": {"encoder": trained["params"]["encoder"], "head": projection},
+            "batch_stats": trained["batch_stats"]}
+
+  def trained_copy(s):  # The trained variables, copied (the train step donates its state).
+    return jax.tree.map(jnp.copy, {"params": s["params"], "batch_stats": s["batch_stats"]})
+
+  # ------------------------------------------------------- fresh or resumed ---
+  ckpt = checkpoint.Checkpointer(workdir, keep=1)
+  best_trained = trained_copy(state)  # Of the best evaluation (saved with the state).
+  step, restored = ckpt.restore_newest(train.abstract_train_state(
+      {"train": state, "best": best_trained}))
+  step, history = step or 0, []
+  if step:
+    state, best_trained = restored["train"], restored["best"]
+    history = [r for r in json.loads((workdir / HISTORY_FILE).read_text()) if r["step"] <= step]
+    logging.info("Resumed from step %d in %s.", step, ckpt.directory)
+    if not ckpt.restore_input(step, host_input):
+      logging.warning("The training input restarts its stream (not the continuation).")
+  best, waited = early_stopping_state(history)
 
   # ------------------------------------------------------------------ train loop ---
   writer = metric_logging.MetricLogger(workdir)
-  history: list[dict[str, float]] = []
-  best: dict[str, Any] = {"val_loss": math.inf, "epoch": 0, "step": 0, "state": None}
-  loss_sum, loss_count, waited, step = 0.0, 0, 0, 0
+  loss_sum, loss_count = 0.0, 0
   loop_start = window_start = time.perf_counter()
   window_steps = 0
   total = config.train.total_steps
-  while step < total:
-    state, loss = train_step(state, parallel.host_batch_to_global(next(host_batches), mesh))
+  while step < total and waited < config.train.patience:
+    state, loss = train_step(state, parallel.host_batch_to_global(next(host_input), mesh))
     step += 1
     window_steps += 1
     loss_sum, loss_count = loss_sum + loss, loss_count + 1  # Device values: no sync per step.
@@ -190,31 +229,28 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
     val_loss = head_training.mean_loss(
         head_cfg, head_training.predict(head_cfg, state["params"]["head"], val.track_h),
         val.labels)
-    record = {"epoch": len(history) + 1, "step": step,
-              "train_loss": float(loss_sum) / loss_count, "val_loss": val_loss}
-    history.append(record)
-    writer.write(step, {"val_loss": val_loss})
-    logging.info("Validation %d (step %d): train loss %.4f, val loss %.4f.", record["epoch"],
-                 step, record["train_loss"], val_loss)
     if not math.isfinite(val_loss):
       raise FloatingPointError(f"non-finite validation loss {val_loss} at step {step}.")
+    history.append({"epoch": len(history) + 1, "step": step,
+                    "train_loss": float(loss_sum) / loss_count, "val_loss": val_loss})
+    writer.write(step, {"val_loss": val_loss})
+    logging.info("Validation %d (step %d): train loss %.4f, val loss %.4f.", len(history), step,
+                 history[-1]["train_loss"], val_loss)
     loss_sum, loss_count = 0.0, 0
-    if val_loss < best["val_loss"]:
-      best = {"val_loss": val_loss, "epoch": record["epoch"], "step": step,
-              "state": jax.device_get({"params": state["params"],
-                                       "batch_stats": state["batch_stats"]})}
-      waited = 0
-    else:
-      waited += 1
-      if waited >= config.train.patience:
-        break
+    best, waited = early_stopping_state(history)
+    if best["step"] == step:
+      best_trained = trained_copy(state)
+    if jax.process_index() == 0:  # Before the checkpoint: resuming drops later records.
+      paths.write_atomic(workdir / HISTORY_FILE, json.dumps(history, indent=1))
+    ckpt.save(step, {"train": state, "best": best_trained}, host_input)
     window_start += time.perf_counter() - t_eval  # Not in the crops/s nor the ETA.
+  ckpt.close()
   writer.close()
 
   # --------------------------------------------- test: the probes' protocol, best model ---
-  best_variables = model_variables(best["state"])
-  test = embed(jax.device_put(best_variables, parallel.replicated(mesh)), task.test_split)
-  scores = head_training.predict(head_cfg, best["state"]["params"]["head"], test.track_h)
+  best_variables = model_variables(best_trained)
+  test = embed(best_variables, task.test_split)
+  scores = head_training.predict(head_cfg, best_trained["params"]["head"], test.track_h)
   test_metrics = metrics.task_metrics(
       kind, scores, test.labels, names,
       key_names=kind == metrics.MULTICLASS and key_score.are_key_names(names))
@@ -232,7 +268,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
                "description": "linear (no bias), trained end to end with the encoder"},
       "training": {"features": "end to end (one random crop per clip per draw)",
                    "learning_rate": head_cfg.learning_rate, "best_epoch": best["epoch"],
-                   "epochs_run": len(history), "stopped_early": step < total,
+                   "epochs_run": len(history), "stopped_early": waited >= config.train.patience,
                    "best_val_loss": best["val_loss"], "best_step": best["step"],
                    "steps_run": step, "eval_every_steps": eval_every, "history": history},
       "view_length": data.view_length, "max_chunks": data.max_chunks,
