@@ -81,6 +81,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.allow_config_change = False
   # Debug: append each host batch's sha256 to DIR/batch_hashes.<process>.jsonl.
   c.train.record_batch_hashes = False
+  # Validation (spec §2.6): the loss and its SSL/SL components (val_loss, val_ssl_loss,
+  # val_sl_loss in TensorBoard/metrics.jsonl) on a fixed held-out set, in inference mode, with
+  # a fixed augmentation key; data_pipelines/pretrain_input.py `ValidationInput`.
+  c.train.eval_every_steps = 0  # Validate every this many steps; 0 = off.
+  c.train.eval_batches = 8  # Global batches (data.batch_size items each) of the fixed set.
+  c.train.eval_labeled_split = "validation"  # Split of data.labeled validated on.
+  c.train.eval_unlabeled_split = "validation"  # Split of data.unlabeled validated on.
 
   # --- Multi-process start-up (spec: jax.distributed only when asked). ---
   c.distributed = ml_collections.ConfigDict()

@@ -30,4 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.labeled_share = 0.5
   c.data.labeled_fraction = 1.0
   c.train.total_steps = 200_000
+  # Validation once per epoch of the original's MixedDataLoader (spec §4.5, §6): steps
+  # ≈ FMA-medium train ~22.5k tracks / B_u 48; batches ≈ FMA val ~2.5k / 48.
+  c.train.eval_every_steps = 470
+  c.train.eval_batches = 53
   return c

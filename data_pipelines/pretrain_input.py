@@ -63,6 +63,11 @@ continuation of the interrupted stream. Where no saved state fits (a checkpoint 
 process count, or none), the stream is rebuilt with start_step=s: fresh and deterministic,
 not the continuation. The labeled subset never depends on start_step.
 
+Validation (spec §2.6). `ValidationInput` streams the validation splits
+(`train.eval_labeled_split` / `train.eval_unlabeled_split`) with the same mixing, host sharding
+and crops, and yields the same first `train.eval_batches` host batches every time it is
+iterated; see `plan_validation_input` for which tracks carry labels.
+
 Throughput and memory. Reading, decoding and cropping run in parallel tf.data maps. A pool
 part whose host share is small (≤ data.cache_megabytes, default 1024 MiB, estimated from the
 split's size on disk) is cached in memory after its first pass, so a small labeled subset of
@@ -78,6 +83,7 @@ import hashlib
 import logging
 import math
 import zlib
+from collections.abc import Iterator
 from typing import Any, Sequence
 
 import numpy as np
@@ -506,6 +512,12 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
   """
   plan = plan_pretrain_input(data_config, seed=seed, process_index=process_index,
                              process_count=process_count)
+  return _dataset_of_plan(plan, data_config, seed, start_step, process_index)
+
+
+def _dataset_of_plan(plan: PretrainPlan, data_config: Any, seed: int, start_step: int,
+                     process_index: int) -> tf.data.Dataset:
+  """The infinite host-batch stream of `plan` (see `make_pretrain_dataset`)."""
   pools = []
   for pool, parts, batch in (("labeled", plan.labeled_parts, plan.labeled_per_host),
                              ("unlabeled", plan.unlabeled_parts, plan.unlabeled_per_host)):
@@ -522,6 +534,66 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
   options.deterministic = True
   options.experimental_optimization.inject_prefetch = False
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def plan_validation_input(data_config: Any, *, labeled_split: str, unlabeled_split: str,
+                          seed: int, process_index: int = 0, process_count: int = 1
+                          ) -> PretrainPlan:
+  """The plan of the held-out validation set: `data_config` with the validation splits.
+
+  Every track of the labeled validation split keeps its labels (p_s is a budget of training
+  labels, not applied to validation), except when both pools would read the same split of the
+  same dataset: then round(b_s·n) of its tracks (drawn with `seed`) form the labeled pool and
+  the rest the unlabeled pool, so no track is in both.
+
+  Args:
+    data_config: the `config.data` ConfigDict of the run.
+    labeled_split: split of `data.labeled` to validate on.
+    unlabeled_split: split of `data.unlabeled` to validate on.
+    seed: the run's seed.
+    process_index: this host, in [0, process_count).
+    process_count: number of hosts P.
+
+  Returns:
+    The plan (see `plan_pretrain_input`, whose errors it raises).
+  """
+  val = data_config.copy_and_resolve_references()
+  same = (val.labeled == val.unlabeled and labeled_split == unlabeled_split)
+  val.labeled_split, val.unlabeled_split = labeled_split, unlabeled_split
+  val.labeled_fraction = float(val.labeled_share) if same else 1.0
+  return plan_pretrain_input(val, seed=seed, process_index=process_index,
+                             process_count=process_count)
+
+
+class ValidationInput:
+  """This host's share of a fixed validation set: the same `num_batches` host batches (same
+  tracks, crops and order) every time it is iterated.
+
+  Each iteration rebuilds the stream of the plan from its seeds (start_step 0) and takes its
+  first `num_batches` batches, so nothing is held in memory between evaluations. Batches are
+  laid out as the training input's (labeled items first, B / P items per host).
+
+  Args:
+    data_config: the `config.data` ConfigDict of the run.
+    num_batches: host batches per pass (the same on every host).
+    labeled_split, unlabeled_split, seed, process_index, process_count: see
+      `plan_validation_input`.
+  """
+
+  def __init__(self, data_config: Any, *, labeled_split: str, unlabeled_split: str,
+               num_batches: int, seed: int, process_index: int = 0, process_count: int = 1):
+    if num_batches < 1:
+      raise ValueError(f"train.eval_batches must be >= 1, got {num_batches}.")
+    self._plan = plan_validation_input(data_config, labeled_split=labeled_split,
+                                       unlabeled_split=unlabeled_split, seed=seed,
+                                       process_index=process_index,
+                                       process_count=process_count)
+    self._data_config, self._seed, self._process_index = data_config, seed, process_index
+    self.num_batches = num_batches
+
+  def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+    ds = _dataset_of_plan(self._plan, self._data_config, self._seed, 0, self._process_index)
+    return ds.take(self.num_batches).as_numpy_iterator()
 
 
 class HostBatchIterator:

@@ -89,6 +89,9 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
   if t.checkpoint_every_minutes < 0:
     raise ConfigError(f"train.checkpoint_every_minutes={t.checkpoint_every_minutes} must be "
                       ">= 0 (0 = off).")
+  if t.eval_every_steps < 0 or (t.eval_every_steps and t.eval_batches < 1):
+    raise ConfigError(f"train.eval_every_steps={t.eval_every_steps} must be >= 0 (0 = off) and "
+                      f"train.eval_batches={t.eval_batches} >= 1 when it is on.")
   _check_optimizer(config.optimizer, t.total_steps)
 
 

@@ -1,7 +1,8 @@
 """Command line: `ssc-train --config=configs/<name>.py --workdir=DIR` (or `python -m ssc_jax.main`).
 
 Pretraining configs run `train.train_and_evaluate`; probe configs (`job = "probe"`,
-configs/probe.py) run the downstream evaluation `evaluation.probe.run`.
+configs/probe.py) run the downstream evaluation `evaluation.probe.run`; supervised baseline
+configs (`job = "supervised"`, configs/supervised.py) run `evaluation.supervised.run`.
 
 Override any config field with `--config.<section>.<field>=value`; unknown fields are refused.
 Running the same command again resumes from the newest checkpoint in DIR.
@@ -56,9 +57,13 @@ def main(argv: list[str]) -> None:
   parallel.maybe_initialize_distributed(config.distributed)
   logging.info("JAX %s: process %d/%d, local devices %s.", jax.__version__, jax.process_index(),
                jax.process_count(), jax.local_devices())
-  if config.get("job", "pretrain") == "probe":
+  job = config.get("job", "pretrain")
+  if job == "probe":
     from ssc_jax.evaluation import probe  # pylint: disable=g-import-not-at-top
     probe.run(config, _WORKDIR.value)
+  elif job == "supervised":
+    from ssc_jax.evaluation import supervised  # pylint: disable=g-import-not-at-top
+    supervised.run(config, _WORKDIR.value)
   else:
     train.train_and_evaluate(config, _WORKDIR.value)
 

@@ -2,9 +2,10 @@
 
   python -m ssc_jax.report workdirs/probe_ssl_* workdirs/probe_semisup_* [--out=compare.md]
 
-Reads each workdir's results.json (written by `configs/probe.py` runs) and prints a markdown
-table with one row per encoder (config.name, default the pretraining folder's name) and one
-column per task and headline metric (ROC-AUC/PR-AUC, accuracy, weighted key score, R²), plus
+Reads each workdir's results.json (written by `configs/probe.py` runs, and by the supervised
+baseline `configs/supervised.py`, scored the same way) and prints a markdown table with one row
+per encoder (config.name, default the pretraining folder's name) and one column per task and
+headline metric (ROC-AUC/PR-AUC, accuracy, weighted key score, R²), plus
 one robustness table per task that has a sweep. `--out=FILE.md` also writes the tables there
 and each as CSV beside it (FILE.<table>.csv).
 """

@@ -4,13 +4,18 @@ One jitted step over a 1-D device mesh: augment (on device) → encoder + projec
 views → semi-supervised NT-Xent over the GLOBAL batch → optimiser. Parameters are replicated, the
 batch is sharded on its item axis, so N devices at global batch B compute exactly what one
 device computes at B (BatchNorm statistics and negatives are global).
+
+Every `train.eval_every_steps` the same loss and its SSL/SL components are computed on a fixed
+held-out set (data_pipelines/pretrain_input.py `ValidationInput`) in inference mode with a fixed
+augmentation key, and logged as val_loss, val_ssl_loss and val_sl_loss (spec §2.6). Every log
+step prints one progress line: step/total, loss, views/s, elapsed time and ETA.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from absl import logging
@@ -105,6 +110,31 @@ def abstract_train_state(state: TrainState) -> TrainState:
                       state)
 
 
+def _loss_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Keyword arguments of `losses.semisup_ntxent` / `losses.loss_metrics` for `config.loss`."""
+  lc = config.loss
+  return dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
+              parity=lc.parity, chunk_size=lc.chunk_size)
+
+
+def _flat_views(audio: jax.Array, batch: dict[str, jax.Array]
+                ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+  """Rows of the loss from a batch of items.
+
+  Args:
+    audio: [B, N, T] (augmented) views.
+    batch: its 'labels' [B, K] and 'labeled' [B].
+
+  Returns:
+    views [B·N, T] in item-major rows r = b·N + n (a reshape: no communication), item_ids
+    [B·N] int32, labels [B·N, K] float32 and labeled [B·N] bool, repeated per view.
+  """
+  b, n, t = audio.shape
+  item_ids = jnp.arange(b * n, dtype=jnp.int32) // n
+  labels = jnp.repeat(batch["labels"].astype(jnp.float32), n, axis=0)
+  return audio.reshape(b * n, t), item_ids, labels, jnp.repeat(batch["labeled"], n, axis=0)
+
+
 def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
                     tx: optax.GradientTransformation,
                     augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
@@ -116,18 +146,12 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
   the step folds in `state.step`, so a resumed run draws the same augmentations.
   The state argument is donated.
   """
-  lc = config.loss
-  loss_kwargs = dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
-                     parity=lc.parity, chunk_size=lc.chunk_size)
+  loss_kwargs = _loss_kwargs(config)
   learning_rate = optim.make_schedule(config)  # Of the update count, = state.step.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
     audio = augment_fn(jax.random.fold_in(rng, state.step), batch["audio"])
-    b, n, t = audio.shape
-    views = audio.reshape(b * n, t)  # item-major rows r = b·N + n: no communication.
-    item_ids = jnp.arange(b * n, dtype=jnp.int32) // n
-    labels = jnp.repeat(batch["labels"].astype(jnp.float32), n, axis=0)
-    labeled = jnp.repeat(batch["labeled"], n, axis=0)
+    views, item_ids, labels, labeled = _flat_views(audio, batch)
 
     def loss_fn(params):
       (_, z), updates = model.apply({"params": params, "batch_stats": state.batch_stats},
@@ -150,6 +174,61 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
   return jax.jit(train_step, donate_argnums=(0,), out_shardings=(replicated, replicated))
 
 
+# ------------------------------------------------------------------------------------------------
+# Validation (spec §2.6): the training loss and its components on a fixed held-out set.
+# ------------------------------------------------------------------------------------------------
+VALIDATION_KEY_SALT = 0x5A11D  # fold_in(key(seed), salt): the fixed validation augmentation key.
+
+
+def make_eval_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
+                   augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                   mesh: jax.sharding.Mesh) -> Callable[..., dict[str, jax.Array]]:
+  """Returns the jitted `eval_step(variables, batch, key) -> metrics` of one validation batch.
+
+  The batch (laid out as the train step's) is augmented with `key`, encoded in inference mode
+  (BatchNorm running statistics, as Lightning's validation loop in eval mode) and scored with
+  the training loss: metrics 'loss', 'ssl_loss' and 'sl_loss' ([] float32, replicated).
+  """
+  loss_kwargs = _loss_kwargs(config)
+
+  def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], key: jax.Array):
+    views, item_ids, labels, labeled = _flat_views(augment_fn(key, batch["audio"]), batch)
+    _, z = model.apply(variables, views, train=False)
+    components = losses.loss_metrics(z, item_ids, labels, labeled, **loss_kwargs)
+    return {"loss": losses.semisup_ntxent(z, item_ids, labels, **loss_kwargs),
+            "ssl_loss": components["ssl_loss"], "sl_loss": components["sl_loss"]}
+
+  return jax.jit(eval_step, out_shardings=parallel.replicated(mesh))
+
+
+def evaluate_validation(eval_step: Callable[..., dict[str, jax.Array]],
+                        variables: dict[str, Any],
+                        host_batches: Iterable[dict[str, np.ndarray]], mesh: jax.sharding.Mesh,
+                        key: jax.Array, names: set[str]) -> dict[str, float]:
+  """Means over the validation batches of the eval step's metrics, as 'val_<name>'.
+
+  Args:
+    eval_step: from `make_eval_step`.
+    variables: the model's {'params', 'batch_stats'}.
+    host_batches: this host's share of each global validation batch (the same every call).
+    mesh: the device mesh.
+    key: batch i is augmented with fold_in(key, i).
+    names: metric names to keep (components whose rows are empty by construction are left out).
+
+  Returns:
+    {'val_loss', 'val_ssl_loss', 'val_sl_loss'} ∩ names, as Python floats.
+  """
+  sums: dict[str, float] = {}
+  count = 0
+  for i, batch in enumerate(host_batches):
+    metrics = jax.device_get(eval_step(variables, parallel.host_batch_to_global(batch, mesh),
+                                       jax.random.fold_in(key, i)))
+    for k, v in metrics.items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+    count += 1
+  return {f"val_{k}": v / count for k, v in sums.items() if k in names}
+
+
 def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
   """Drops component losses whose row subset is empty by construction (b_s = 0 or 1)."""
   num_labeled = int(config.data.batch_size * config.data.labeled_share)
@@ -159,6 +238,31 @@ def _component_metric_names(config: ml_collections.ConfigDict) -> set[str]:
   if num_labeled < config.data.batch_size:
     names.add("ssl_loss")
   return names
+
+
+def _clock(seconds: float) -> str:
+  """Seconds as h:mm:ss."""
+  if not np.isfinite(seconds):
+    return "?"
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+def progress_line(step: int, total: int, loss: float, views_per_second: float,
+                  elapsed_s: float, seconds_per_step: float) -> str:
+  """The log step's progress line: step/total, loss, views/s, elapsed time and ETA.
+
+  Args:
+    step: steps done.
+    total: train.total_steps.
+    loss: the step's training loss.
+    views_per_second: training throughput over the last log window.
+    elapsed_s: seconds since this process's loop started.
+    seconds_per_step: mean step time over the last log window (the ETA extrapolates it).
+  """
+  eta = (total - step) * seconds_per_step
+  return (f"step {step}/{total} ({100.0 * step / total:.1f}%)  loss {loss:.4f}  "
+          f"views/s {views_per_second:.1f}  elapsed {_clock(elapsed_s)}  ETA {_clock(eta)}")
 
 
 def _minutes_elapsed(config: ml_collections.ConfigDict, since: float) -> bool:
@@ -216,6 +320,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         process_index=jax.process_index(), process_count=jax.process_count()))
 
   host_input = make_host_input(0)
+  validation_input = None
+  if config.train.eval_every_steps:
+    validation_input = pretrain_input.ValidationInput(
+        config.data, labeled_split=config.train.eval_labeled_split,
+        unlabeled_split=config.train.eval_unlabeled_split,
+        num_batches=config.train.eval_batches, seed=config.seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
 
   # ----------------------------------------------------------------- model & optimiser ---
   model = models.build_model(config.model)
@@ -249,6 +360,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   # ---------------------------------------------------------------------- train loop ---
   train_step = make_train_step(config, model, tx, augment_fn, mesh)
+  eval_step = make_eval_step(config, model, augment_fn, mesh) if validation_input else None
+  validation_rng = jax.random.fold_in(jax.random.key(config.seed), VALIDATION_KEY_SALT)
   writer = metric_logging.MetricLogger(workdir)
   if jax.process_index() == 0:
     paths.write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
@@ -256,7 +369,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   views_per_step = config.data.batch_size * config.data.num_views
   total = config.train.total_steps
   last_saved, last_save_time = start_step, time.monotonic()
-  window_start, window_steps = time.perf_counter(), 0
+  loop_start = window_start = time.perf_counter()
+  window_steps = 0
   step = start_step
   pending: tuple[int, dict[str, jax.Array]] | None = None  # read one step late.
 
@@ -286,12 +400,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         values = check_finite(*pending)
         pending = None
       if log_now:
-        elapsed = time.perf_counter() - window_start
-        values["views_per_second"] = window_steps * views_per_step / elapsed
+        now = time.perf_counter()
+        values["views_per_second"] = window_steps * views_per_step / (now - window_start)
         writer.write(step, values)
-        logging.info("step %d/%d  loss %.4f  views/s %.1f", step, total, values["loss"],
-                     values["views_per_second"])
-        window_start, window_steps = time.perf_counter(), 0
+        logging.info("%s", progress_line(step, total, values["loss"], values["views_per_second"],
+                                         now - loop_start, (now - window_start) / window_steps))
+        window_start, window_steps = now, 0
+      eval_every = config.train.eval_every_steps
+      if eval_every and step % eval_every == 0:
+        t_eval = time.perf_counter()
+        val_values = evaluate_validation(eval_step, state.variables, validation_input, mesh,
+                                         validation_rng, keep_metrics)
+        writer.write(step, val_values)
+        logging.info("step %d validation (%d batches): %s", step, validation_input.num_batches,
+                     "  ".join(f"{k} {v:.4f}" for k, v in val_values.items()))
+        window_start += time.perf_counter() - t_eval  # Not in views/s nor the ETA.
       if save_now:
         logging.info("Saving step %d.", step)
         ckpt.save(step, state, host_input)

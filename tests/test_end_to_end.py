@@ -65,9 +65,16 @@ def test_train_export_probe_then_resume(tmp_path, data_dir):
   restored = ckpt.restore(4, train.abstract_train_state(state))
   ckpt.close()
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(state))
-  resumed = train.train_and_evaluate(_smoke_config(data_dir, 6), workdir)
+  # The resumed run also validates (train.* fields may change on resume): at step 6, on one
+  # fixed batch of the validation split.
+  config = _smoke_config(data_dir, 6)
+  config.train.eval_every_steps, config.train.eval_batches = 3, 1
+  resumed = train.train_and_evaluate(config, workdir)
   assert int(resumed.step) == 6
-  assert [r["step"] for r in _metric_rows(workdir)] == [2, 4, 6]
+  rows = _metric_rows(workdir)
+  assert [r["step"] for r in rows] == [2, 4, 6, 6]
+  assert set(rows[-1]) == {"step", "val_loss", "val_ssl_loss", "val_sl_loss"}
+  assert all(np.isfinite(v) for v in rows[-1].values())
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, data_dir, monkeypatch):
