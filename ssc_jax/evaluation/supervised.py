@@ -137,7 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   workdir = paths.resolve(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   task, data = config.task, config.data
-  data_dir = datasets.default_data_dir(data)
+  data_dir = datasets.resolve_data_dir(data.get("data_dir"))
   builder = datasets.get_builder(task.dataset, data_dir)
   num_tracks = {name: datasets.split_num_examples(builder, split) for name, split in
                 (("train", task.train_split), ("validation", task.validation_split),
