@@ -16,7 +16,8 @@ Mixing (spec §4.5). Every GLOBAL batch holds exactly B_l = int(B·b_s) labeled 
 each host batch starts with B_l / P labeled items followed by (B − B_l) / P unlabeled ones.
 B and B_l must be divisible by P. b_s = 0 leaves the labeled source unused and b_s = 1 the
 unlabeled one (its name may then be ""). When no labeled source is used, K = 1 (all zeros).
-Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`).
+Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`), or
+real-valued targets with `allow_regression_labels=True` (for a label-similarity loss).
 `data.label_key` names one label feature, or several separated by commas
 ("instrument,register"): their one-/multi-hot vectors are concatenated in that order into one
 K-wide vector, so label positives count shared labels over all of them (with threshold T, or
@@ -242,7 +243,24 @@ def split_label_keys(label_key: str) -> tuple[str, ...]:
   return keys
 
 
-def _labeled_sources(data_config: Any, data_dir: str, seed: int
+def label_features(data_config: Any) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+  """(label key, kind, class names) of each `data.label_key` feature of the labeled source.
+
+  Returns () when no batch holds labeled items (b_s = 0). Opens (and, for built-in generated
+  datasets, prepares) the labeled source.
+  """
+  if not int(int(data_config.batch_size) * float(data_config.labeled_share)):
+    return ()
+  builder = _open(str(data_config.labeled), str(data_config.labeled_split),
+                  datasets.default_data_dir(data_config), "labeled")
+  features = []
+  for key in split_label_keys(data_config.label_key):
+    _, kind, names = datasets.label_info(builder, key)
+    features.append((key, kind, tuple(names)))
+  return tuple(features)
+
+
+def _labeled_sources(data_config: Any, data_dir: str, seed: int, allow_regression_labels: bool
                      ) -> tuple[list[_Source], Any, tuple[int, ...], np.ndarray]:
   """The labeled pool (the p_s subset); returns (sources, builder, label widths, selected)."""
   name, split = str(data_config.labeled), str(data_config.labeled_split)
@@ -252,9 +270,10 @@ def _labeled_sources(data_config: Any, data_dir: str, seed: int
   widths = []
   for label_key in split_label_keys(data_config.label_key):
     num_labels, kind, _ = datasets.label_info(builder, label_key)
-    if kind == datasets.REGRESSION:
+    if kind == datasets.REGRESSION and not allow_regression_labels:
       raise ValueError(f"data.label_key '{label_key}' of '{name}' is a regression target; "
-                       f"SemiSupCon label positives need class labels.")
+                       f"SemiSupCon label positives need class labels (or "
+                       f"loss.similarity='regression').")
     widths.append(num_labels)
   n = datasets.split_num_examples(builder, split)
   selected = labeled_subset(n, fraction, seed)
@@ -327,7 +346,8 @@ def _shard_for_host(sources: Sequence[_Source], process_index: int, process_coun
 
 
 def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
-                        process_count: int = 1) -> PretrainPlan:
+                        process_count: int = 1,
+                        allow_regression_labels: bool = False) -> PretrainPlan:
   """Decides which tracks this host streams into which pool (see the module docstring).
 
   Args:
@@ -335,6 +355,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
     seed: the run's seed.
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
+    allow_regression_labels: accept real-valued label features (their values are the
+      label vector) for a label-similarity loss; else only class labels.
 
   Returns:
     The plan. Opens (and, for built-in generated datasets, prepares) the sources.
@@ -349,8 +371,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   sources, lab_builder, label_widths, selected = [], None, (1,), np.zeros(0, np.int64)
   label_keys = ()
   if num_labeled:
-    sources, lab_builder, label_widths, selected = _labeled_sources(data_config, data_dir,
-                                                                    seed)
+    sources, lab_builder, label_widths, selected = _labeled_sources(
+        data_config, data_dir, seed, allow_regression_labels)
     label_keys = split_label_keys(data_config.label_key)
   if num_unlabeled:
     sources += _unlabeled_sources(data_config, data_dir, lab_builder, selected)
@@ -502,7 +524,8 @@ def _pool_stream(parts: Sequence[PoolPart], plan: PretrainPlan, pool: str, batch
 
 
 def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
-                          process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+                          process_index: int = 0, process_count: int = 1,
+                          allow_regression_labels: bool = False) -> tf.data.Dataset:
   """Infinite dataset of this host's pretraining batches (see the module docstring).
 
   Args:
@@ -512,6 +535,7 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
     start_step: the training step the stream starts at (0, or the resumed step).
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
+    allow_regression_labels: see `plan_pretrain_input`.
 
   Returns:
     tf.data.Dataset of dicts 'audio' float32 [B/P, N, T], 'labels' float32 [B/P, K],
@@ -521,7 +545,8 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
     ValueError: see `plan_pretrain_input`.
   """
   plan = plan_pretrain_input(data_config, seed=seed, process_index=process_index,
-                             process_count=process_count)
+                             process_count=process_count,
+                             allow_regression_labels=allow_regression_labels)
   pools = []
   for pool, parts, batch in (("labeled", plan.labeled_parts, plan.labeled_per_host),
                              ("unlabeled", plan.unlabeled_parts, plan.unlabeled_per_host)):

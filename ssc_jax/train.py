@@ -108,17 +108,20 @@ def abstract_train_state(state: TrainState) -> TrainState:
 def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
                     tx: optax.GradientTransformation,
                     augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
-                    mesh: jax.sharding.Mesh) -> Callable[..., tuple[TrainState, dict]]:
+                    mesh: jax.sharding.Mesh, *, label_names: tuple[str, ...] | None = None
+                    ) -> Callable[..., tuple[TrainState, dict]]:
   """Returns the jitted `train_step(state, batch, rng) -> (state, metrics)`.
 
   `batch` holds global arrays sharded on 'data': audio [B, N, T] float32, labels [B, K]
   float32 (zeros for unlabeled items), labeled [B] bool. `rng` is the run's augmentation key;
   the step folds in `state.step`, so a resumed run draws the same augmentations.
-  The state argument is donated.
+  The state argument is donated. `label_names` are the class names of the label feature (for
+  loss.similarity='key_distance'; None: the synthetic dataset's key order).
   """
   lc = config.loss
   loss_kwargs = dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
-                     parity=lc.parity, chunk_size=lc.chunk_size)
+                     parity=lc.parity, chunk_size=lc.chunk_size,
+                     similarity=config_checks.similarity(lc, label_names))
   learning_rate = optim.make_schedule(config)  # Of the update count, = state.step.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
@@ -132,7 +135,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
     def loss_fn(params):
       (_, z), updates = model.apply({"params": params, "batch_stats": state.batch_stats},
                                     views, train=True, mutable=["batch_stats"])
-      return losses.semisup_ntxent(z, item_ids, labels, **loss_kwargs), (z, updates)
+      return (losses.semisup_ntxent(z, item_ids, labels, labeled=labeled, **loss_kwargs),
+              (z, updates))
 
     (loss, (z, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -210,10 +214,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if ckpt.all_steps():
     config_checks.check_resume_config(config, workdir)
 
+  label_features = pretrain_input.label_features(config.data)
+  config_checks.check_similarity_labels(config, label_features)
+  label_names = label_features[0][2] if len(label_features) == 1 else None
+
   def make_host_input(start_step: int) -> pretrain_input.HostBatchIterator:
     return pretrain_input.HostBatchIterator(pretrain_input.make_pretrain_dataset(
         config.data, seed=config.seed, start_step=start_step,
-        process_index=jax.process_index(), process_count=jax.process_count()))
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        allow_regression_labels=config.loss.similarity != losses.LABEL_OVERLAP))
 
   host_input = make_host_input(0)
 
@@ -248,7 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   batches = parallel.prefetch_to_mesh(host_batches, mesh, size=1)
 
   # ---------------------------------------------------------------------- train loop ---
-  train_step = make_train_step(config, model, tx, augment_fn, mesh)
+  train_step = make_train_step(config, model, tx, augment_fn, mesh, label_names=label_names)
   writer = metric_logging.MetricLogger(workdir)
   if jax.process_index() == 0:
     paths.write_atomic(workdir / "config.json", config.to_json_best_effort(indent=2))
