@@ -17,6 +17,10 @@ Positives, threshold mode (`pos_threshold` = T, an int >= 1):
 Positives, weighted mode (`pos_threshold="weighted"`):
   M_ij = min([item_i = item_j] + Dice_ij, 1), Dice_ij = 2·(L·Lᵀ)_ij / (n_i + n_j),
   n_i = Σ_k L_ik, a zero denominator replaced by 1.
+Positives from a label-similarity source (`similarity=make_similarity(...)`, docs/similarity.md:
+regression, key_distance, pitch_class_overlap or a registered function):
+  M_ij = max([item_i = item_j], [labeled_i ∧ labeled_j]·w_ij), w_ij in [0, 1] computed per
+  block of columns from the two blocks' label rows (no [R, R, K] tensor).
 
 Loss (spec §2.5), with s_ij = cos(z_i, z_j) / τ and the anchor itself excluded from
 both positives and denominator, positives kept in the denominator ("all contrast"):
