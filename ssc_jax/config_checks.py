@@ -193,6 +193,15 @@ def similarity(loss_config: ml_collections.ConfigDict,
     raise ConfigError(f"loss.similarity={name!r}{settings}: {e}") from e
 
 
+# Label kind, class-name parser and description of what key_distance / pitch_class_overlap compare.
+_SIMILARITY_LABELS = {
+    "key_distance": ("multiclass", losses.parse_key,
+                     "a key (one class per key, named like 'C major', 'Eb minor')"),
+    "pitch_class_overlap": ("multilabel", losses.parse_pitch_class,
+                            "a pitch-class set (classes named 'C' ... 'B')"),
+}
+
+
 def check_similarity_labels(config: ml_collections.ConfigDict,
                             label_features: Sequence[tuple[str, str, Sequence[str]]]) -> None:
   """Refuses a label feature that `config.loss.similarity` cannot compare.
@@ -213,11 +222,8 @@ def check_similarity_labels(config: ml_collections.ConfigDict,
            f"'{config.data.labeled}' is a {kind} label")
   if name == "regression" and kind != "regression":
     raise ConfigError(f"{where}; it compares real-valued (regression) targets.")
-  if name in ("key_distance", "pitch_class_overlap"):
-    expected = "multiclass" if name == "key_distance" else "multilabel"
-    parse = losses.parse_key if name == "key_distance" else losses.parse_pitch_class
-    what = ("a key (one class per key, named like 'C major', 'Eb minor')"
-            if name == "key_distance" else "a pitch-class set (classes named 'C' ... 'B')")
+  if name in _SIMILARITY_LABELS:
+    expected, parse, what = _SIMILARITY_LABELS[name]
     try:
       parsed = [parse(n) for n in names]
     except ValueError as e:

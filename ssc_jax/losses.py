@@ -338,8 +338,10 @@ def make_similarity(name: str, **params: Any) -> Similarity:
   missing = [p for p in expected if p not in params and p != "key_names"]
   if set(params) - set(expected) or missing:
     raise ValueError(f"Similarity {name!r} takes parameters {expected}; got {sorted(params)}.")
-  if name == "regression" and not float(params["sigma"]) > 0:
-    raise ValueError(f"regression: sigma must be > 0; got {params['sigma']!r}.")
+  if name == "regression":
+    params["sigma"] = float(params["sigma"])
+    if not params["sigma"] > 0:
+      raise ValueError(f"regression: sigma must be > 0; got {params['sigma']!r}.")
   if name == "key_distance":
     weights = tuple(float(w) for w in params["weights"])
     if not weights or not all(0.0 <= w <= 1.0 for w in weights):
@@ -353,8 +355,6 @@ def make_similarity(name: str, **params: Any) -> Similarity:
   if name == "pitch_class_overlap" and params["measure"] not in PITCH_CLASS_MEASURES:
     raise ValueError(f"pitch_class_overlap: measure must be one of {PITCH_CLASS_MEASURES}; "
                      f"got {params['measure']!r}.")
-  if name == "regression":
-    params["sigma"] = float(params["sigma"])
   return Similarity(name, tuple(sorted(params.items())))
 
 
