@@ -50,6 +50,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss.temperature = 0.1  # τ.
   c.loss.positives = "threshold"  # "threshold" (share ≥ pos_threshold labels) or "weighted" (Dice).
   c.loss.pos_threshold = 1  # T_pos, used when positives == "threshold".
+  # Label positives from a label-similarity source instead (docs/similarity.md): "label_overlap"
+  # (shared labels, as above: the paper's), "regression", "key_distance", "pitch_class_overlap"
+  # or a name registered with ssc_jax.losses.register_similarity. Weights in [0, 1] for pairs
+  # of labeled views, max'ed with the same-item positives.
+  c.loss.similarity = "label_overlap"
+  c.loss.regression_sigma = 1.0  # regression: w = exp(-|y_i - y_j|² / (2 σ²)), σ in target units.
+  c.loss.key_weights = (1.0, 0.5, 0.25)  # key_distance: w by key distance 0, 1, 2; 0 beyond.
+  c.loss.pitch_class_measure = "jaccard"  # pitch_class_overlap: "jaccard" or "dice".
   c.loss.parity = False  # True: -log(p + 1e-6) exactly as the original; False: stable log-softmax.
   c.loss.chunk_size = 0  # >0: column-chunked loss with O(R_local·chunk) memory; 0 = dense.
 

@@ -18,7 +18,8 @@ B and B_l must be divisible by P (`ssc_jax.config_checks` refuses other configs 
 work; this module assumes a config that passed those checks). b_s = 0 leaves the labeled
 source unused and b_s = 1 the unlabeled one (its name may then be ""). When no labeled
 source is used, K = 1 (all zeros).
-Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`).
+Labels must be class labels ('multiclass' or 'multilabel', see `datasets.label_info`), or
+real-valued targets with `allow_regression_labels=True` (for a label-similarity loss).
 `data.label_key` names one label feature, or several separated by commas
 ("instrument,register"): their one-/multi-hot vectors are concatenated in that order into one
 K-wide vector, so label positives count shared labels over all of them (with threshold T, or
@@ -231,7 +232,24 @@ def split_label_keys(label_key: str) -> tuple[str, ...]:
   return keys
 
 
-def _labeled_sources(data_config: Any, data_dir: str, seed: int
+def label_features(data_config: Any) -> tuple[tuple[str, str, tuple[str, ...]], ...]:
+  """(label key, kind, class names) of each `data.label_key` feature of the labeled source.
+
+  Returns () when no batch holds labeled items (b_s = 0). Opens (and, for built-in generated
+  datasets, prepares) the labeled source.
+  """
+  if not int(int(data_config.batch_size) * float(data_config.labeled_share)):
+    return ()
+  builder = _open(str(data_config.labeled), str(data_config.labeled_split),
+                  datasets.resolve_data_dir(data_config.get("data_dir")), "labeled")
+  features = []
+  for key in split_label_keys(data_config.label_key):
+    _, kind, names = datasets.label_info(builder, key)
+    features.append((key, kind, tuple(names)))
+  return tuple(features)
+
+
+def _labeled_sources(data_config: Any, data_dir: str, seed: int, allow_regression_labels: bool
                      ) -> tuple[list[_Source], Any, tuple[int, ...], np.ndarray]:
   """The labeled pool (the p_s subset); returns (sources, builder, label widths, selected)."""
   name, split = str(data_config.labeled), str(data_config.labeled_split)
@@ -241,9 +259,10 @@ def _labeled_sources(data_config: Any, data_dir: str, seed: int
   widths = []
   for label_key in split_label_keys(data_config.label_key):
     num_labels, kind, _ = datasets.label_info(builder, label_key)
-    if kind == conventions.REGRESSION:
+    if kind == conventions.REGRESSION and not allow_regression_labels:
       raise ValueError(f"data.label_key '{label_key}' of '{name}' is a regression target; "
-                       f"SemiSupCon label positives need class labels.")
+                       f"SemiSupCon label positives need class labels (or "
+                       f"loss.similarity='regression').")
     widths.append(num_labels)
   n = datasets.split_num_examples(builder, split)
   selected = labeled_subset(n, fraction, seed)
@@ -316,7 +335,8 @@ def _shard_for_host(sources: Sequence[_Source], process_index: int, process_coun
 
 
 def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
-                        process_count: int = 1) -> PretrainPlan:
+                        process_count: int = 1,
+                        allow_regression_labels: bool = False) -> PretrainPlan:
   """Decides which tracks this host streams into which pool (see the module docstring).
 
   Args:
@@ -325,6 +345,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
     seed: the run's seed.
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
+    allow_regression_labels: accept real-valued label features (their values are the
+      label vector) for a label-similarity loss; else only class labels.
 
   Returns:
     The plan. Opens (and, for built-in generated datasets, prepares) the sources.
@@ -339,8 +361,8 @@ def plan_pretrain_input(data_config: Any, *, seed: int, process_index: int = 0,
   sources, lab_builder, label_widths, selected = [], None, (1,), np.zeros(0, np.int64)
   label_keys = ()
   if num_labeled:
-    sources, lab_builder, label_widths, selected = _labeled_sources(data_config, data_dir,
-                                                                    seed)
+    sources, lab_builder, label_widths, selected = _labeled_sources(
+        data_config, data_dir, seed, allow_regression_labels)
     label_keys = split_label_keys(data_config.label_key)
   if num_unlabeled:
     sources += _unlabeled_sources(data_config, data_dir, lab_builder, selected)
@@ -492,7 +514,8 @@ def _pool_stream(parts: Sequence[PoolPart], plan: PretrainPlan, pool: str, batch
 
 
 def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
-                          process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
+                          process_index: int = 0, process_count: int = 1,
+                          allow_regression_labels: bool = False) -> tf.data.Dataset:
   """Infinite dataset of this host's pretraining batches (see the module docstring).
 
   Args:
@@ -502,6 +525,7 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
     start_step: the training step the stream starts at (0, or the resumed step).
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
+    allow_regression_labels: see `plan_pretrain_input`.
 
   Returns:
     tf.data.Dataset of dicts 'audio' float32 [B/P, N, T], 'labels' float32 [B/P, K],
@@ -511,7 +535,8 @@ def make_pretrain_dataset(data_config: Any, *, seed: int, start_step: int = 0,
     ValueError: see `plan_pretrain_input`.
   """
   plan = plan_pretrain_input(data_config, seed=seed, process_index=process_index,
-                             process_count=process_count)
+                             process_count=process_count,
+                             allow_regression_labels=allow_regression_labels)
   return _dataset_of_plan(plan, data_config, seed, start_step, process_index)
 
 
@@ -537,8 +562,8 @@ def _dataset_of_plan(plan: PretrainPlan, data_config: Any, seed: int, start_step
 
 
 def plan_validation_input(data_config: Any, *, labeled_split: str, unlabeled_split: str,
-                          seed: int, process_index: int = 0, process_count: int = 1
-                          ) -> PretrainPlan:
+                          seed: int, process_index: int = 0, process_count: int = 1,
+                          allow_regression_labels: bool = False) -> PretrainPlan:
   """The plan of the held-out validation set: `data_config` with the validation splits.
 
   Every track of the labeled validation split keeps its labels (p_s is a budget of training
@@ -553,6 +578,7 @@ def plan_validation_input(data_config: Any, *, labeled_split: str, unlabeled_spl
     seed: the run's seed.
     process_index: this host, in [0, process_count).
     process_count: number of hosts P.
+    allow_regression_labels: see `plan_pretrain_input`.
 
   Returns:
     The plan (see `plan_pretrain_input`, whose errors it raises).
@@ -562,7 +588,8 @@ def plan_validation_input(data_config: Any, *, labeled_split: str, unlabeled_spl
   val.labeled_split, val.unlabeled_split = labeled_split, unlabeled_split
   val.labeled_fraction = float(val.labeled_share) if same else 1.0
   return plan_pretrain_input(val, seed=seed, process_index=process_index,
-                             process_count=process_count)
+                             process_count=process_count,
+                             allow_regression_labels=allow_regression_labels)
 
 
 class ValidationInput:
@@ -576,18 +603,20 @@ class ValidationInput:
   Args:
     data_config: the `config.data` ConfigDict of the run.
     num_batches: host batches per pass (the same on every host).
-    labeled_split, unlabeled_split, seed, process_index, process_count: see
-      `plan_validation_input`.
+    labeled_split, unlabeled_split, seed, process_index, process_count,
+      allow_regression_labels: see `plan_validation_input`.
   """
 
   def __init__(self, data_config: Any, *, labeled_split: str, unlabeled_split: str,
-               num_batches: int, seed: int, process_index: int = 0, process_count: int = 1):
+               num_batches: int, seed: int, process_index: int = 0, process_count: int = 1,
+               allow_regression_labels: bool = False):
     if num_batches < 1:
       raise ValueError(f"train.eval_batches must be >= 1, got {num_batches}.")
     self._plan = plan_validation_input(data_config, labeled_split=labeled_split,
                                        unlabeled_split=unlabeled_split, seed=seed,
                                        process_index=process_index,
-                                       process_count=process_count)
+                                       process_count=process_count,
+                                       allow_regression_labels=allow_regression_labels)
     self._data_config, self._seed, self._process_index = data_config, seed, process_index
     self.num_batches = num_batches
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 from etils import epath
 import ml_collections
 
+from ssc_jax import losses
 from ssc_jax import models
 from ssc_jax import optim
 
@@ -82,6 +83,10 @@ def check_pretrain_config(config: ml_collections.ConfigDict, *, device_count: in
                       "every pair positive).")
   if loss.chunk_size < 0:
     raise ConfigError(f"loss.chunk_size={loss.chunk_size} must be >= 0.")
+  similarity(loss)  # Refuses unknown sources and bad parameters.
+  if loss.similarity != losses.LABEL_OVERLAP and len(d.label_key.split(",")) != 1:
+    raise ConfigError(f"loss.similarity={loss.similarity!r} compares one label feature; "
+                      f"data.label_key={d.label_key!r} names several.")
   t = config.train
   if t.total_steps < 1 or t.log_every_steps < 1 or t.checkpoint_every_steps < 1:
     raise ConfigError("train.total_steps, train.log_every_steps and "
@@ -158,6 +163,83 @@ def check_workdir(workdir: epath.PathLike) -> None:
 def pos_threshold(loss_config: ml_collections.ConfigDict) -> int | str:
   """The `pos_threshold` argument of the loss functions for this config."""
   return "weighted" if loss_config.positives == "weighted" else int(loss_config.pos_threshold)
+
+
+# Parameter of each built-in similarity source -> its `loss` config field.
+_SIMILARITY_FIELDS = {
+    "regression": {"sigma": "regression_sigma"},
+    "key_distance": {"weights": "key_weights"},
+    "pitch_class_overlap": {"measure": "pitch_class_measure"},
+}
+
+
+def similarity(loss_config: ml_collections.ConfigDict,
+               key_names: Sequence[str] | None = None) -> losses.Similarity | None:
+  """The `similarity` argument of the loss functions for this config.
+
+  Args:
+    loss_config: `config.loss`.
+    key_names: for key_distance, the key label's class names in class order; None for the
+      synthetic dataset's order (see `losses.key_similarity_table`).
+
+  Returns:
+    None for 'label_overlap' (shared labels, `pos_threshold`), else the checked source.
+
+  Raises:
+    ConfigError: unknown source or bad parameter, naming the fields.
+  """
+  name = loss_config.similarity
+  if name == losses.LABEL_OVERLAP:
+    return None
+  fields = _SIMILARITY_FIELDS.get(name, {})
+  params = {param: loss_config[field] for param, field in fields.items()}
+  if name == "key_distance" and key_names is not None:
+    params["key_names"] = tuple(key_names)
+  try:
+    return losses.make_similarity(name, **params)
+  except ValueError as e:
+    settings = "".join(f", loss.{f}={loss_config[f]!r}" for f in fields.values())
+    raise ConfigError(f"loss.similarity={name!r}{settings}: {e}") from e
+
+
+# Label kind, class-name parser and description of what key_distance / pitch_class_overlap compare.
+_SIMILARITY_LABELS = {
+    "key_distance": ("multiclass", losses.parse_key,
+                     "a key (one class per key, named like 'C major', 'Eb minor')"),
+    "pitch_class_overlap": ("multilabel", losses.parse_pitch_class,
+                            "a pitch-class set (classes named 'C' ... 'B')"),
+}
+
+
+def check_similarity_labels(config: ml_collections.ConfigDict,
+                            label_features: Sequence[tuple[str, str, Sequence[str]]]) -> None:
+  """Refuses a label feature that `config.loss.similarity` cannot compare.
+
+  Args:
+    config: the full pretraining config.
+    label_features: (label key, kind, class names) of the labeled source's `data.label_key`
+      features (`pretrain_input.label_features`); empty when no batch holds labeled items.
+
+  Raises:
+    ConfigError: naming the similarity, the dataset and the label feature.
+  """
+  name = config.loss.similarity
+  if name == losses.LABEL_OVERLAP or not label_features:
+    return
+  (label_key, kind, names), = label_features
+  where = (f"loss.similarity={name!r} but data.label_key={label_key!r} of "
+           f"'{config.data.labeled}' is a {kind} label")
+  if name == "regression" and kind != "regression":
+    raise ConfigError(f"{where}; it compares real-valued (regression) targets.")
+  if name in _SIMILARITY_LABELS:
+    expected, parse, what = _SIMILARITY_LABELS[name]
+    try:
+      parsed = [parse(n) for n in names]
+    except ValueError as e:
+      raise ConfigError(f"{where}, not {what}: {e}") from e
+    if kind != expected or len(set(parsed)) != len(parsed):
+      raise ConfigError(f"{where} with classes {list(names)}, not {what}.")
+  similarity(config.loss, names if name == "key_distance" else None)
 
 
 # Fields that may differ between a run and its resumption: they do not change what a step

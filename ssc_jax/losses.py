@@ -17,6 +17,10 @@ Positives, threshold mode (`pos_threshold` = T, an int >= 1):
 Positives, weighted mode (`pos_threshold="weighted"`):
   M_ij = min([item_i = item_j] + Dice_ij, 1), Dice_ij = 2·(L·Lᵀ)_ij / (n_i + n_j),
   n_i = Σ_k L_ik, a zero denominator replaced by 1.
+Positives from a label-similarity source (`similarity=make_similarity(...)`, docs/similarity.md:
+regression, key_distance, pitch_class_overlap or a registered function):
+  M_ij = max([item_i = item_j], [labeled_i ∧ labeled_j]·w_ij), w_ij in [0, 1] computed per
+  block of columns from the two blocks' label rows (no [R, R, K] tensor).
 
 Loss (spec §2.5), with s_ij = cos(z_i, z_j) / τ and the anchor itself excluded from
 both positives and denominator, positives kept in the denominator ("all contrast"):
@@ -48,7 +52,8 @@ masks come from index comparisons and per-block label matmuls.
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple, TypeVar, Union
+import re
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar, Union
 
 import jax
 import jax.numpy as jnp
@@ -71,7 +76,7 @@ _MATMUL_PRECISION = jax.lax.Precision.HIGHEST
 
 
 # -------------------------------------------------------------------------------------
-# Target matrix.
+# Label-overlap threshold.
 # -------------------------------------------------------------------------------------
 
 
@@ -100,34 +105,336 @@ def _validate_pos_threshold(pos_threshold: PosThreshold) -> PosThreshold:
   return int(pos_threshold)
 
 
+# -------------------------------------------------------------------------------------
+# Label-similarity sources (docs/similarity.md).
+# -------------------------------------------------------------------------------------
+
+# (row_labels [Rr, K], col_labels [C, K], **params) -> [Rr, C] weights in [0, 1].
+SimilarityFn = Callable[..., jax.Array]
+
+
+class Similarity(NamedTuple):
+  """A label-similarity source of the label positives; hashable (a static loss setting).
+
+  Build it with `make_similarity`, which checks the parameters.
+
+  Attributes:
+    name: "regression", "key_distance", "pitch_class_overlap" or a name given to
+      `register_similarity`.
+    params: sorted (keyword, value) pairs passed to the source's function.
+  """
+  name: str
+  params: tuple[tuple[str, Any], ...] = ()
+
+
+class _Source(NamedTuple):
+  fn: SimilarityFn
+  symmetric: bool  # fn(a, b) = fn(b, a)ᵀ: the backward reuses the anchor-row weights.
+  zero_is_unlabeled: bool  # An all-zero label row gets weight 0 from `fn` itself.
+  params: tuple[str, ...]  # Keyword parameters, all required but 'key_names'.
+
+
+def regression_similarity(row_labels: jax.Array, col_labels: jax.Array, *,
+                          sigma: float) -> jax.Array:
+  """Gaussian kernel of real-valued targets: w_ij = exp(−‖y_i − y_j‖² / (2σ²)).
+
+  ‖y_i − y_j‖² = ‖y_i‖² + ‖y_j‖² − 2·y_i·y_j (one matmul, no [Rr, C, K] difference), clamped
+  at 0 against rounding; centred (e.g. z-scored) targets keep the cancellation small.
+
+  Args:
+    row_labels: [Rr, K] float32 targets.
+    col_labels: [C, K] float32 targets.
+    sigma: σ > 0, in the targets' units.
+
+  Returns:
+    [Rr, C] float32 in (0, 1].
+  """
+  cross = jnp.dot(row_labels, col_labels.T, precision=_MATMUL_PRECISION)
+  squared_distance = (jnp.sum(row_labels * row_labels, axis=-1)[:, None]
+                      + jnp.sum(col_labels * col_labels, axis=-1)[None, :] - 2.0 * cross)
+  return jnp.exp(-jnp.maximum(squared_distance, 0.0) / (2.0 * sigma * sigma))
+
+
+_NATURAL_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_PITCH_CLASS_NAME = re.compile(r"([A-Ga-g])([#b]?)")
+_KEY_NAME = re.compile(r"([A-Ga-g][#b]?)\s+(major|minor)", re.IGNORECASE)
+
+
+def parse_pitch_class(name: str) -> int:
+  """'C' -> 0, 'C#' -> 1, 'Db' -> 1, ..., 'B' -> 11.
+
+  Raises:
+    ValueError: `name` is not a letter A-G with an optional '#' or 'b'.
+  """
+  match = _PITCH_CLASS_NAME.fullmatch(str(name).strip())
+  if not match:
+    raise ValueError(f"{name!r} is not a pitch class (a letter A-G and an optional '#' or "
+                     f"'b', e.g. 'C#', 'Eb').")
+  letter, accidental = match.groups()
+  return (_NATURAL_PITCH_CLASSES[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
+
+
+def parse_key(name: str) -> tuple[int, bool]:
+  """'C major' -> (0, False), 'Eb minor' -> (3, True): (tonic pitch class, is minor).
+
+  Raises:
+    ValueError: `name` is not '<pitch class> major|minor'.
+  """
+  match = _KEY_NAME.fullmatch(str(name).strip())
+  if not match:
+    raise ValueError(f"{name!r} is not a key name ('<tonic> major' or '<tonic> minor', e.g. "
+                     f"'C# minor').")
+  return parse_pitch_class(match.group(1)), match.group(2).lower() == "minor"
+
+
+def key_distance(key_a: tuple[int, bool], key_b: tuple[int, bool]) -> int:
+  """Steps between two keys on the circle of fifths with relative major/minor adjacent.
+
+  Keys are nodes of two 12-cycles (majors and minors, a fifth apart along each) joined by
+  rungs between relative keys (C major – A minor). A key's place on its cycle is that of its
+  relative major, p = 7·(tonic + 3·[minor]) mod 12 fifths from C, so the distance is the
+  cyclic distance between places plus 1 if the modes differ: 0 (same key), 1 (fifth up or
+  down, or relative), 2, ..., 7 (e.g. C major – F# minor); parallel keys are 4 apart.
+
+  Args:
+    key_a: (tonic pitch class 0-11, is minor).
+    key_b: the same.
+  """
+  def place(key):
+    tonic, minor = key
+    return 7 * (tonic + 3 * int(minor)) % 12
+  steps = abs(place(key_a) - place(key_b))
+  return min(steps, 12 - steps) + int(bool(key_a[1]) != bool(key_b[1]))
+
+
+def key_similarity_table(weights: Sequence[float],
+                         key_names: Sequence[str] | None = None) -> np.ndarray:
+  """[K, K] float32 key similarities: weights[d] for keys d steps apart, 0 beyond the list.
+
+  Args:
+    weights: similarity by `key_distance` 0, 1, 2, ...
+    key_names: the key label's class names in class order (see `parse_key`); None for the
+      synthetic dataset's order, class k = tonic k mod 12, minor for k >= 12 (K = 24).
+  """
+  keys = ([parse_key(name) for name in key_names] if key_names is not None
+          else [(k % 12, k >= 12) for k in range(24)])
+  table = np.zeros((len(keys), len(keys)), np.float32)
+  for a, key_a in enumerate(keys):
+    for b, key_b in enumerate(keys):
+      steps = key_distance(key_a, key_b)
+      table[a, b] = weights[steps] if steps < len(weights) else 0.0
+  return table
+
+
+def key_distance_similarity(row_labels: jax.Array, col_labels: jax.Array, *,
+                            weights: tuple[float, ...],
+                            key_names: tuple[str, ...] | None = None) -> jax.Array:
+  """Key similarity (L_r·S)·L_cᵀ of one-hot key labels, S = `key_similarity_table`.
+
+  Args:
+    row_labels: [Rr, K] float32 one-hot keys (zeros: unlabeled, weight 0).
+    col_labels: [C, K] float32 one-hot keys.
+    weights: similarity by key distance 0, 1, 2, ...
+    key_names: class names in class order; None for the synthetic dataset's order.
+
+  Returns:
+    [Rr, C] float32: S[key_i, key_j] for one-hot rows.
+  """
+  table = jnp.asarray(key_similarity_table(weights, key_names))
+  if table.shape[0] != row_labels.shape[-1]:
+    raise ValueError(f"key_distance: labels have {row_labels.shape[-1]} classes but the key "
+                     f"table has {table.shape[0]} keys.")
+  row_similarity = jnp.dot(row_labels, table, precision=_MATMUL_PRECISION)
+  return jnp.dot(row_similarity, col_labels.T, precision=_MATMUL_PRECISION)
+
+
+PITCH_CLASS_MEASURES = ("jaccard", "dice")
+
+
+def pitch_class_overlap_similarity(row_labels: jax.Array, col_labels: jax.Array, *,
+                                   measure: str) -> jax.Array:
+  """Overlap of pitch-class sets (0/1 multi-hot): Jaccard |A∩B|/|A∪B| or Dice 2|A∩B|/(|A|+|B|).
+
+  |A∩B| = L_r·L_cᵀ and |A∪B| = |A| + |B| − |A∩B| (matmuls, no [Rr, C, K] tensor); two empty
+  sets (unlabeled rows) get 0.
+
+  Args:
+    row_labels: [Rr, K] float32 multi-hot.
+    col_labels: [C, K] float32 multi-hot.
+    measure: "jaccard" or "dice".
+
+  Returns:
+    [Rr, C] float32 in [0, 1].
+  """
+  shared = jnp.dot(row_labels, col_labels.T, precision=_MATMUL_PRECISION)
+  sizes = jnp.sum(row_labels, axis=-1)[:, None] + jnp.sum(col_labels, axis=-1)[None, :]
+  numerator, denominator = ((2.0 * shared, sizes) if measure == "dice"
+                            else (shared, sizes - shared))
+  return jnp.where(denominator > 0, numerator / jnp.where(denominator > 0, denominator, 1.0),
+                   0.0)
+
+
+_SIMILARITIES: dict[str, _Source] = {
+    "regression": _Source(regression_similarity, True, False, ("sigma",)),
+    "key_distance": _Source(key_distance_similarity, True, True, ("weights", "key_names")),
+    "pitch_class_overlap": _Source(pitch_class_overlap_similarity, True, True, ("measure",)),
+}
+BUILTIN_SIMILARITIES = tuple(_SIMILARITIES)
+# The config name of the paper's shared-label positives (no `Similarity`; see pos_threshold).
+LABEL_OVERLAP = "label_overlap"
+
+
+def register_similarity(name: str, fn: Callable[[jax.Array, jax.Array], jax.Array], *,
+                        symmetric: bool = False) -> None:
+  """Registers a user label similarity, then usable as `make_similarity(name)` and
+  `loss.similarity=<name>`.
+
+  `fn(labels_i, labels_j)` gets a [Rr, K] and a [C, K] float32 block of label rows (rows of
+  the anchors, a block of columns in chunked mode) and returns [Rr, C] weights. It is traced
+  by JAX (use jnp), gets no gradient, and its weights are clipped to [0, 1] and used only for
+  pairs of labeled rows (the loss needs `labeled`).
+
+  Args:
+    name: the source's name (not a built-in one or 'label_overlap').
+    fn: the similarity function.
+    symmetric: declare fn(a, b) = fn(b, a)ᵀ; the backward then reuses the forward's weights
+      instead of calling fn once more per block. The gradient is exact either way.
+
+  Raises:
+    ValueError: a reserved or already registered name, or `fn` not callable.
+  """
+  if not callable(fn):
+    raise ValueError(f"register_similarity({name!r}): fn must be callable; got {fn!r}.")
+  if not isinstance(name, str) or not name or name in BUILTIN_SIMILARITIES + (LABEL_OVERLAP,):
+    raise ValueError(f"register_similarity: name {name!r} is empty or reserved "
+                     f"({(LABEL_OVERLAP,) + BUILTIN_SIMILARITIES}).")
+  if name in _SIMILARITIES and _SIMILARITIES[name].fn is not fn:
+    raise ValueError(f"register_similarity: {name!r} is already registered to "
+                     f"{_SIMILARITIES[name].fn!r}.")
+  _SIMILARITIES[name] = _Source(fn, bool(symmetric), False, ())
+
+
+def similarity_names() -> tuple[str, ...]:
+  """The built-in and registered similarity names."""
+  return tuple(_SIMILARITIES)
+
+
+def make_similarity(name: str, **params: Any) -> Similarity:
+  """A checked `Similarity`.
+
+  Args:
+    name: a built-in or registered source.
+    **params: regression: sigma > 0; key_distance: weights (by distance 0, 1, ..., each in
+      [0, 1]) and optionally key_names (class names in class order); pitch_class_overlap:
+      measure ("jaccard" or "dice"); registered sources take none.
+
+  Raises:
+    ValueError: unknown name, missing/unknown parameter or bad value, naming it.
+  """
+  if name not in _SIMILARITIES:
+    raise ValueError(f"Unknown label similarity {name!r}; known: {similarity_names()} "
+                     f"(register others with losses.register_similarity).")
+  expected = _SIMILARITIES[name].params
+  missing = [p for p in expected if p not in params and p != "key_names"]
+  if set(params) - set(expected) or missing:
+    raise ValueError(f"Similarity {name!r} takes parameters {expected}; got {sorted(params)}.")
+  if name == "regression":
+    params["sigma"] = float(params["sigma"])
+    if not params["sigma"] > 0:
+      raise ValueError(f"regression: sigma must be > 0; got {params['sigma']!r}.")
+  if name == "key_distance":
+    weights = tuple(float(w) for w in params["weights"])
+    if not weights or not all(0.0 <= w <= 1.0 for w in weights):
+      raise ValueError(f"key_distance: weights (by key distance 0, 1, ...) must be a "
+                       f"non-empty list of values in [0, 1]; got {params['weights']!r}.")
+    params["weights"] = weights
+    if params.get("key_names") is not None:
+      params["key_names"] = tuple(str(n) for n in params["key_names"])
+      for key_name in params["key_names"]:
+        parse_key(key_name)
+  if name == "pitch_class_overlap" and params["measure"] not in PITCH_CLASS_MEASURES:
+    raise ValueError(f"pitch_class_overlap: measure must be one of {PITCH_CLASS_MEASURES}; "
+                     f"got {params['measure']!r}.")
+  return Similarity(name, tuple(sorted(params.items())))
+
+
+def _similarity_weights(similarity: Similarity, row_labels: jax.Array,
+                        col_labels: jax.Array) -> jax.Array:
+  """[Rr, C] float32 weights of `similarity` clipped to [0, 1] (labels get no gradient)."""
+  if similarity.name not in _SIMILARITIES:
+    raise ValueError(f"Label similarity {similarity.name!r} is not registered in this process.")
+  row_labels = jax.lax.stop_gradient(row_labels)
+  col_labels = jax.lax.stop_gradient(col_labels)
+  weights = _SIMILARITIES[similarity.name].fn(row_labels, col_labels, **dict(similarity.params))
+  expected = (row_labels.shape[0], col_labels.shape[0])
+  if jnp.shape(weights) != expected:
+    raise ValueError(f"Label similarity {similarity.name!r} returned shape "
+                     f"{jnp.shape(weights)} for label blocks {row_labels.shape} and "
+                     f"{col_labels.shape}; expected {expected}.")
+  return jnp.clip(jnp.asarray(weights, jnp.float32), 0.0, 1.0)
+
+
+def _is_symmetric(similarity: Similarity | None) -> bool:
+  return similarity is None or _SIMILARITIES[similarity.name].symmetric
+
+
+def _labeled_rows(similarity: Similarity | None, labels: jax.Array,
+                  labeled: jax.Array | None) -> jax.Array:
+  """[R] bool labeled rows: `labeled`, else rows with a non-zero label (refused for sources
+  where an all-zero label is a valid target)."""
+  if labeled is not None:
+    return jnp.asarray(labeled, bool)
+  if similarity is not None and not _SIMILARITIES[similarity.name].zero_is_unlabeled:
+    raise ValueError(f"Label similarity {similarity.name!r} needs `labeled` ([R] bool): an "
+                     f"all-zero label row is a valid target for it.")
+  return jnp.any(labels != 0, axis=-1)
+
+
+# -------------------------------------------------------------------------------------
+# Target matrix.
+# -------------------------------------------------------------------------------------
+
+
 def _positive_weights(
-    row_item_ids: jax.Array,
-    row_labels: jax.Array,
-    col_item_ids: jax.Array,
-    col_labels: jax.Array,
+    rows: dict[str, jax.Array],
+    cols: dict[str, jax.Array],
     pos_threshold: PosThreshold,
+    similarity: Similarity | None,
     view_positives: bool,
     label_positives: bool,
 ) -> jax.Array:
   """Target weights between a set of rows and a block of columns, diagonal included.
 
   Args:
-    row_item_ids: [Rr] int, item of each row view.
-    row_labels: [Rr, K] float32 multi-hot labels of the rows (zeros if unlabeled).
-    col_item_ids: [C] int, item of each column view.
-    col_labels: [C, K] float32 multi-hot labels of the columns.
-    pos_threshold: validated int >= 1, or "weighted".
+    rows: 'item_ids' [Rr] int, 'labels' [Rr, K] float32 (zeros if unlabeled), 'labeled'
+      [Rr] bool.
+    cols: the same for a block of C columns.
+    pos_threshold: validated int >= 1, or "weighted" (used when `similarity` is None).
+    similarity: None for shared-label positives, else the label-similarity source.
     view_positives: whether views of the same item are positives (P_ssl).
-    label_positives: whether label overlap makes positives (P_sl).
+    label_positives: whether labels make positives (P_sl).
 
   Returns:
-    [Rr, C] float32: 0/1 in threshold mode, in [0, 1] in weighted mode.
+    [Rr, C] float32: 0/1 in threshold mode, in [0, 1] in weighted mode and with a
+    similarity (max of the same-item positives and the labeled pairs' similarity).
   """
-  shape = (row_item_ids.shape[0], col_item_ids.shape[0])
+  shape = (rows["item_ids"].shape[0], cols["item_ids"].shape[0])
   same_item = None
-  shared_labels = None
   if view_positives:
-    same_item = row_item_ids[:, None] == col_item_ids[None, :]
+    same_item = rows["item_ids"][:, None] == cols["item_ids"][None, :]
+
+  if similarity is not None:
+    weights = jnp.zeros(shape, jnp.float32)
+    if label_positives:
+      both_labeled = rows["labeled"][:, None] & cols["labeled"][None, :]
+      weights = jnp.where(both_labeled,
+                          _similarity_weights(similarity, rows["labels"], cols["labels"]), 0.0)
+    if same_item is not None:
+      weights = jnp.maximum(weights, same_item.astype(jnp.float32))
+    return weights
+
+  row_labels, col_labels = rows["labels"], cols["labels"]
+  shared_labels = None
   if label_positives:
     # c_ij = Σ_k L_ik L_jk: for 0/1 labels the number of shared positive classes.
     shared_labels = jnp.dot(row_labels, col_labels.T, precision=_MATMUL_PRECISION)
@@ -156,19 +463,27 @@ def target_matrix(
     item_ids: jax.Array,
     labels: jax.Array,
     pos_threshold: PosThreshold = 1,
+    *,
+    similarity: Similarity | None = None,
+    labeled: jax.Array | None = None,
 ) -> jax.Array:
   """The joint SemiSupCon target M = views ∨ labels (spec §2.2–2.4), diagonal included.
 
   Args:
     item_ids: [R] int32, item of each view (views of one item are positives).
-    labels: [R, K] float32 multi-hot / one-hot labels, all zeros for unlabeled rows.
+    labels: [R, K] float32 multi-hot / one-hot labels (or a similarity source's label
+      vectors), all zeros for unlabeled rows.
     pos_threshold: int T >= 1: M_ij = [item_i = item_j] ∨ [(L·Lᵀ)_ij >= T];
       "weighted": M_ij = min([item_i = item_j] + 2·(L·Lᵀ)_ij / (n_i + n_j), 1) with
-      n_i = Σ_k L_ik and a zero denominator replaced by 1.
+      n_i = Σ_k L_ik and a zero denominator replaced by 1. Unused with a `similarity`.
+    similarity: a label-similarity source (`make_similarity`): M_ij = max([item_i = item_j],
+      [labeled_i ∧ labeled_j]·w_ij) with w its weights.
+    labeled: [R] bool labeled rows; default: rows with a non-zero label (required by sources
+      for which zeros are a valid label, e.g. regression).
 
   Returns:
-    M: [R, R] float32, 0/1 in threshold mode, in [0, 1] in weighted mode. The diagonal
-    is 1 (a view is in its own item); the loss removes it.
+    M: [R, R] float32, 0/1 in threshold mode, in [0, 1] otherwise. The diagonal is 1 (a
+    view is in its own item); the loss removes it.
 
   Raises:
     ValueError: if `pos_threshold` is not an int >= 1 or "weighted", or on
@@ -177,8 +492,10 @@ def target_matrix(
   pos_threshold = _validate_pos_threshold(pos_threshold)
   item_ids = jnp.asarray(item_ids)
   labels = jnp.asarray(labels, jnp.float32)
-  _validate_batch(None, item_ids, labels)
-  return _positive_weights(item_ids, labels, item_ids, labels, pos_threshold,
+  labeled = _labeled_rows(similarity, labels, labeled)
+  _validate_batch(None, item_ids, labels, labeled, row_mask_name="labeled")
+  side = {"item_ids": item_ids, "labels": labels, "labeled": labeled}
+  return _positive_weights(side, side, pos_threshold, similarity,
                            view_positives=True, label_positives=True)
 
 
@@ -285,21 +602,17 @@ def _block_logits_and_positives(
     rows: dict[str, jax.Array],
     block: dict[str, jax.Array],
     temperature: float,
-    pos_threshold: PosThreshold,
-    view_positives: bool,
-    label_positives: bool,
+    settings: _LossSettings,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Logits, contrast mask and positive weights of all rows against one column block.
 
   Args:
-    rows: 'z' [R, D] normalised float32, 'item_ids' [R], 'labels' [R, K],
-      'row_index' [R] int32.
-    block: 'z' [C, D], 'item_ids' [C], 'labels' [C, K], 'in_contrast' [C] bool (column
-      selected by row_mask), 'col_index' [C] int32, 'col_valid' [C] bool.
+    rows: 'z' [R, D] normalised float32, 'item_ids' [R], 'labels' [R, K], 'labeled' [R]
+      bool, 'row_index' [R] int32.
+    block: 'z' [C, D], 'item_ids' [C], 'labels' [C, K], 'labeled' [C], 'in_contrast' [C]
+      bool (column selected by row_mask), 'col_index' [C] int32, 'col_valid' [C] bool.
     temperature: τ.
-    pos_threshold: validated threshold.
-    view_positives: include same-item positives.
-    label_positives: include label-overlap positives.
+    settings: the static loss settings (positive sources, threshold, similarity).
 
   Returns:
     logits: [R, C] float32, cos/τ.
@@ -309,10 +622,15 @@ def _block_logits_and_positives(
   logits = jnp.dot(rows["z"], block["z"].T, precision=_MATMUL_PRECISION) / temperature
   in_contrast = ((block["col_valid"] & block["in_contrast"])[None, :]
                  & (rows["row_index"][:, None] != block["col_index"][None, :]))
-  weights = _positive_weights(rows["item_ids"], rows["labels"], block["item_ids"],
-                              block["labels"], pos_threshold, view_positives,
-                              label_positives)
+  weights = _settings_positive_weights(rows, block, settings)
   return logits, in_contrast, jnp.where(in_contrast, weights, 0.0)
+
+
+def _settings_positive_weights(rows: dict[str, jax.Array], cols: dict[str, jax.Array],
+                               settings: _LossSettings) -> jax.Array:
+  """`_positive_weights` with the loss settings' sources."""
+  return _positive_weights(rows, cols, settings.pos_threshold, settings.similarity,
+                           settings.view_positives, settings.label_positives)
 
 
 def _online_logsumexp_update(
@@ -358,6 +676,8 @@ def semisup_ntxent(
     view_positives: bool = True,
     label_positives: bool = True,
     row_mask: jax.Array | None = None,
+    similarity: Similarity | None = None,
+    labeled: jax.Array | None = None,
 ) -> jax.Array:
   """Semi-supervised NT-Xent over the global batch (SSNTXent, spec §2.5).
 
@@ -378,6 +698,12 @@ def semisup_ntxent(
     row_mask: optional [R] bool. Restricts the whole problem to the selected rows, as
       if the batch held only them: only they are anchors, and only they are in the
       contrast set. The mean is over selected rows; 0.0 if none is selected.
+    similarity: None for shared-label positives (`pos_threshold`); else a label-similarity
+      source (`make_similarity`) whose weights make the label positives of labeled pairs
+      (see `target_matrix`).
+    labeled: optional [R] bool, labeled rows (only pairs of labeled rows get a similarity
+      weight); default: rows with a non-zero label, refused for sources where zeros are a
+      valid label (regression, registered functions). Unused without a `similarity`.
 
   Returns:
     [] float32 loss: mean over (selected) anchors of the positive-weighted mean of
@@ -396,10 +722,13 @@ def semisup_ntxent(
   if row_mask is not None:
     row_mask = jnp.asarray(row_mask, bool)
   _validate_batch(z, item_ids, labels, row_mask, chunk_size, temperature)
-  settings = _LossSettings(pos_threshold, parity, chunk_size, view_positives, label_positives)
+  labeled = _labeled_rows(similarity, labels, labeled)
+  _validate_batch(z, item_ids, labels, labeled, row_mask_name="labeled")
+  settings = _LossSettings(pos_threshold, parity, chunk_size, view_positives, label_positives,
+                           similarity)
   selected = jnp.ones((z.shape[0],), bool) if row_mask is None else row_mask
   return _unit_loss(settings, _normalize(z), jnp.asarray(temperature, jnp.float32), item_ids,
-                    labels, selected)
+                    labels, labeled, selected)
 
 
 class _LossSettings(NamedTuple):
@@ -409,19 +738,21 @@ class _LossSettings(NamedTuple):
   chunk_size: int
   view_positives: bool
   label_positives: bool
+  similarity: Similarity | None
 
 
 def _rows_and_columns(u: jax.Array, item_ids: jax.Array, labels: jax.Array,
-                      selected: jax.Array, **per_view: jax.Array
+                      labeled: jax.Array, selected: jax.Array, **per_view: jax.Array
                       ) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
   """The row set (all views) and the column arrays traversed in blocks.
 
   `per_view` arrays ([R]) are added to both, so a block sees them for its columns too.
   """
-  rows = {"z": u, "item_ids": item_ids, "labels": labels, "selected": selected,
-          "row_index": jnp.arange(u.shape[0], dtype=jnp.int32), **per_view}
-  columns = {"z": u, "item_ids": item_ids, "labels": labels, "in_contrast": selected,
-             **per_view}
+  rows = {"z": u, "item_ids": item_ids, "labels": labels, "labeled": labeled,
+          "selected": selected, "row_index": jnp.arange(u.shape[0], dtype=jnp.int32),
+          **per_view}
+  columns = {"z": u, "item_ids": item_ids, "labels": labels, "labeled": labeled,
+             "in_contrast": selected, **per_view}
   return rows, columns
 
 
@@ -431,6 +762,7 @@ def _unit_loss_forward(
     temperature: jax.Array,
     item_ids: jax.Array,
     labels: jax.Array,
+    labeled: jax.Array,
     selected: jax.Array,
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
   """The loss of unit embeddings and the per-row statistics its gradient needs.
@@ -441,6 +773,7 @@ def _unit_loss_forward(
     temperature: [] float32 τ.
     item_ids: [R] int.
     labels: [R, K] float32.
+    labeled: [R] bool.
     selected: [R] bool, rows in the problem (anchors and contrast set).
 
   Returns:
@@ -450,11 +783,10 @@ def _unit_loss_forward(
     q_i = Σ_j M_ij r_ij with r_ij = 1 (stable) or p_ij / (p_ij + 1e-6) (parity).
   """
   num_rows = u.shape[0]
-  rows, columns = _rows_and_columns(u, item_ids, labels, selected)
+  rows, columns = _rows_and_columns(u, item_ids, labels, labeled, selected)
 
   def block_terms(block):
-    return _block_logits_and_positives(rows, block, temperature, settings.pos_threshold,
-                                       settings.view_positives, settings.label_positives)
+    return _block_logits_and_positives(rows, block, temperature, settings)
 
   zeros = jnp.zeros((num_rows,), jnp.float32)
   max_init = jnp.full((num_rows,), _RUNNING_MAX_INIT, jnp.float32)
@@ -540,16 +872,18 @@ def _unit_loss_backward(
 ) -> tuple[jax.Array | None, ...]:
   """Gradient of `_unit_loss` for u and τ, one pass over the column blocks.
 
-  s = u·uᵀ/τ is symmetric, and so are the positive weights M and the pair set (two selected,
-  distinct rows). So ∂loss/∂u_i = (1/τ) Σ_k (G_ik + G_ki) u_k, where G_ik = ∂loss/∂s_ik is
-  computed with row i as the anchor and G_ki with column k as the anchor (its lse, coef and q
-  are [R] vectors, cheap to gather). The gradient of every row is thus summed on the device
-  that holds the row: no [R, D] cotangent of the gathered columns is built or reduced.
-  Labels, item ids and the row selection get no gradient (they are data).
+  s = u·uᵀ/τ is symmetric, and so is the pair set (two selected, distinct rows). So
+  ∂loss/∂u_i = (1/τ) Σ_k (G_ik + G_ki) u_k, where G_ik = ∂loss/∂s_ik is computed with row i
+  as the anchor and G_ki with column k as the anchor (its lse, coef and q are [R] vectors,
+  cheap to gather). G_ki needs M_ki: the forward's M_ik where M is symmetric (every built-in
+  source), else the weights recomputed with the column as anchor (a registered similarity not
+  declared symmetric). The gradient of every row is thus summed on the device that holds the
+  row: no [R, D] cotangent of the gathered columns is built or reduced. Labels, item ids and
+  the row selections get no gradient (they are data).
   """
-  u, temperature, item_ids, labels, selected, logsumexp, coef, q = residuals
+  u, temperature, item_ids, labels, labeled, selected, logsumexp, coef, q = residuals
   stats = {"logsumexp": logsumexp, "coef": coef, "q": q}
-  rows, columns = _rows_and_columns(u, item_ids, labels, selected, **stats)
+  rows, columns = _rows_and_columns(u, item_ids, labels, labeled, selected, **stats)
   # Under jit with sharded rows, XLA gathers the columns once per pass, and would gather this
   # pass's columns while the forward's are still live (twice the [R, D] + [R, K] memory).
   # Making them depend on a forward result (0 · Σ lse, an exact no-op: lse is finite)
@@ -560,15 +894,18 @@ def _unit_loss_backward(
 
   def grad_block(carry, block):
     grad_u, grad_temperature = carry
-    logits, in_contrast, weights = _block_logits_and_positives(
-        rows, block, temperature, settings.pos_threshold, settings.view_positives,
-        settings.label_positives)
+    logits, in_contrast, weights = _block_logits_and_positives(rows, block, temperature,
+                                                               settings)
     mask = in_contrast & rows["selected"][:, None]
     weights = jnp.where(mask, weights, 0.0)
+    column_anchor_weights = weights
+    if not _is_symmetric(settings.similarity):
+      column_anchor_weights = jnp.where(
+          mask, _settings_positive_weights(block, rows, settings).T, 0.0)
     as_row = _logit_gradient(logits, weights, mask, *(rows[k][:, None] for k in stats),
                              parity=settings.parity)
-    as_column = _logit_gradient(logits, weights, mask, *(block[k][None, :] for k in stats),
-                                parity=settings.parity)
+    as_column = _logit_gradient(logits, column_anchor_weights, mask,
+                                *(block[k][None, :] for k in stats), parity=settings.parity)
     grad_u = grad_u + jnp.dot(as_row + as_column, block["z"],
                               precision=_MATMUL_PRECISION) / temperature
     grad_temperature = grad_temperature - jnp.sum(as_row * logits) / temperature
@@ -577,19 +914,21 @@ def _unit_loss_backward(
   grad_u, grad_temperature = _reduce_over_column_blocks(
       grad_block, (jnp.zeros_like(u), jnp.zeros((), jnp.float32)), columns,
       settings.chunk_size)
-  return cotangent * grad_u, cotangent * grad_temperature, None, None, None
+  return cotangent * grad_u, cotangent * grad_temperature, None, None, None, None
 
 
-def _unit_loss_fwd(settings, u, temperature, item_ids, labels, selected):
-  loss, stats = _unit_loss_forward(settings, u, temperature, item_ids, labels, selected)
-  return loss, (u, temperature, item_ids, labels, selected, *stats)
+def _unit_loss_fwd(settings, u, temperature, item_ids, labels, labeled, selected):
+  loss, stats = _unit_loss_forward(settings, u, temperature, item_ids, labels, labeled,
+                                   selected)
+  return loss, (u, temperature, item_ids, labels, labeled, selected, *stats)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _unit_loss(settings: _LossSettings, u: jax.Array, temperature: jax.Array,
-               item_ids: jax.Array, labels: jax.Array, selected: jax.Array) -> jax.Array:
+               item_ids: jax.Array, labels: jax.Array, labeled: jax.Array,
+               selected: jax.Array) -> jax.Array:
   """The SemiSupCon loss of unit embeddings `u` [R, D]; a custom gradient (see backward)."""
-  return _unit_loss_forward(settings, u, temperature, item_ids, labels, selected)[0]
+  return _unit_loss_forward(settings, u, temperature, item_ids, labels, labeled, selected)[0]
 
 
 _unit_loss.defvjp(_unit_loss_fwd, _unit_loss_backward)
@@ -603,7 +942,9 @@ _unit_loss.defvjp(_unit_loss_fwd, _unit_loss_backward)
 def _target_densities(
     item_ids: jax.Array,
     labels: jax.Array,
+    labeled: jax.Array,
     pos_threshold: PosThreshold,
+    similarity: Similarity | None,
     chunk_size: int,
 ) -> tuple[jax.Array, jax.Array]:
   """Means over all R² entries of P_sl and of M (diagonal included).
@@ -611,23 +952,23 @@ def _target_densities(
   Args:
     item_ids: [R] int.
     labels: [R, K] float32.
+    labeled: [R] bool.
     pos_threshold: validated threshold.
+    similarity: the label-similarity source, or None.
     chunk_size: 0 for dense, else the column block size.
 
   Returns:
     (mean of P_sl, mean of M), each [] float32.
   """
   num_rows = item_ids.shape[0]
-  columns = {"item_ids": item_ids, "labels": labels}
+  columns = {"item_ids": item_ids, "labels": labels, "labeled": labeled}
 
   def density_block(carry, block):
     label_sum, joint_sum = carry
     valid = block["col_valid"][None, :]
-    label_weights = _positive_weights(item_ids, labels, block["item_ids"],
-                                      block["labels"], pos_threshold,
+    label_weights = _positive_weights(columns, block, pos_threshold, similarity,
                                       view_positives=False, label_positives=True)
-    joint_weights = _positive_weights(item_ids, labels, block["item_ids"],
-                                      block["labels"], pos_threshold,
+    joint_weights = _positive_weights(columns, block, pos_threshold, similarity,
                                       view_positives=True, label_positives=True)
     label_sum = label_sum + jnp.sum(jnp.where(valid, label_weights, 0.0))
     joint_sum = joint_sum + jnp.sum(jnp.where(valid, joint_weights, 0.0))
@@ -650,6 +991,7 @@ def loss_metrics(
     pos_threshold: PosThreshold = 1,
     parity: bool = False,
     chunk_size: int = 0,
+    similarity: Similarity | None = None,
 ) -> dict[str, jax.Array]:
   """Component losses and target densities logged by the original (spec §2.6).
 
@@ -665,6 +1007,8 @@ def loss_metrics(
     pos_threshold: int >= 1 or "weighted".
     parity: use the original's −log(p + 1e-6) per-pair loss.
     chunk_size: 0 for dense, else the column block size (no R×R arrays).
+    similarity: None for shared-label positives, else the label-similarity source (P_sl
+      is then its weights on labeled pairs).
 
   Returns:
     A dict of [] float32:
@@ -673,7 +1017,8 @@ def loss_metrics(
       'sl_loss': the loss over the labeled rows only, with label positives only;
         0.0 if there is no labeled row.
       'sparsity_sl': mean of P_sl over all R² entries, diagonal included (the fraction
-        of label-positive pairs in threshold mode, the mean Dice weight in weighted mode).
+        of label-positive pairs in threshold mode, the mean Dice or similarity weight
+        otherwise).
       'sparsity_semisl': mean of the joint target M over all R² entries, diagonal
         included (so at least N/R, from the view blocks).
     Despite the names (kept from the original), the 'sparsity' values are densities.
@@ -689,12 +1034,12 @@ def loss_metrics(
   labeled = jnp.asarray(labeled, bool)
   _validate_batch(z, item_ids, labels, labeled, chunk_size, temperature, "labeled")
   common = dict(temperature=temperature, pos_threshold=pos_threshold, parity=parity,
-                chunk_size=chunk_size)
+                chunk_size=chunk_size, similarity=similarity, labeled=labeled)
   ssl_loss = semisup_ntxent(z, item_ids, labels, view_positives=True,
                             label_positives=False, row_mask=~labeled, **common)
   sl_loss = semisup_ntxent(z, item_ids, labels, view_positives=False,
                            label_positives=True, row_mask=labeled, **common)
-  sparsity_sl, sparsity_semisl = _target_densities(item_ids, labels, pos_threshold,
-                                                   chunk_size)
+  sparsity_sl, sparsity_semisl = _target_densities(item_ids, labels, labeled, pos_threshold,
+                                                   similarity, chunk_size)
   return {"ssl_loss": ssl_loss, "sl_loss": sl_loss, "sparsity_sl": sparsity_sl,
           "sparsity_semisl": sparsity_semisl}

@@ -110,11 +110,17 @@ def abstract_train_state(state: TrainState) -> TrainState:
                       state)
 
 
-def _loss_kwargs(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """Keyword arguments of `losses.semisup_ntxent` / `losses.loss_metrics` for `config.loss`."""
+def _loss_kwargs(config: ml_collections.ConfigDict,
+                 label_names: tuple[str, ...] | None) -> dict[str, Any]:
+  """Keyword arguments of `losses.semisup_ntxent` / `losses.loss_metrics` for `config.loss`.
+
+  `label_names` are the class names of the label feature (for loss.similarity='key_distance';
+  None: the synthetic dataset's key order).
+  """
   lc = config.loss
   return dict(temperature=lc.temperature, pos_threshold=config_checks.pos_threshold(lc),
-              parity=lc.parity, chunk_size=lc.chunk_size)
+              parity=lc.parity, chunk_size=lc.chunk_size,
+              similarity=config_checks.similarity(lc, label_names))
 
 
 def _flat_views(audio: jax.Array, batch: dict[str, jax.Array]
@@ -138,15 +144,16 @@ def _flat_views(audio: jax.Array, batch: dict[str, jax.Array]
 def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
                     tx: optax.GradientTransformation,
                     augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
-                    mesh: jax.sharding.Mesh) -> Callable[..., tuple[TrainState, dict]]:
+                    mesh: jax.sharding.Mesh, *, label_names: tuple[str, ...] | None = None
+                    ) -> Callable[..., tuple[TrainState, dict]]:
   """Returns the jitted `train_step(state, batch, rng) -> (state, metrics)`.
 
   `batch` holds global arrays sharded on 'data': audio [B, N, T] float32, labels [B, K]
   float32 (zeros for unlabeled items), labeled [B] bool. `rng` is the run's augmentation key;
   the step folds in `state.step`, so a resumed run draws the same augmentations.
-  The state argument is donated.
+  The state argument is donated. `label_names`: see `_loss_kwargs`.
   """
-  loss_kwargs = _loss_kwargs(config)
+  loss_kwargs = _loss_kwargs(config, label_names)
   learning_rate = optim.make_schedule(config)  # Of the update count, = state.step.
 
   def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array):
@@ -156,7 +163,8 @@ def make_train_step(config: ml_collections.ConfigDict, model: models.SemiSupConM
     def loss_fn(params):
       (_, z), updates = model.apply({"params": params, "batch_stats": state.batch_stats},
                                     views, train=True, mutable=["batch_stats"])
-      return losses.semisup_ntxent(z, item_ids, labels, **loss_kwargs), (z, updates)
+      return (losses.semisup_ntxent(z, item_ids, labels, labeled=labeled, **loss_kwargs),
+              (z, updates))
 
     (loss, (z, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -182,20 +190,22 @@ VALIDATION_KEY_SALT = 0x5A11D  # fold_in(key(seed), salt): the fixed validation 
 
 def make_eval_step(config: ml_collections.ConfigDict, model: models.SemiSupConModel,
                    augment_fn: Callable[[jax.Array, jax.Array], jax.Array],
-                   mesh: jax.sharding.Mesh) -> Callable[..., dict[str, jax.Array]]:
+                   mesh: jax.sharding.Mesh, *, label_names: tuple[str, ...] | None = None
+                   ) -> Callable[..., dict[str, jax.Array]]:
   """Returns the jitted `eval_step(variables, batch, key) -> metrics` of one validation batch.
 
   The batch (laid out as the train step's) is augmented with `key`, encoded in inference mode
   (BatchNorm running statistics, as Lightning's validation loop in eval mode) and scored with
   the training loss: metrics 'loss', 'ssl_loss' and 'sl_loss' ([] float32, replicated).
+  `label_names`: see `_loss_kwargs`.
   """
-  loss_kwargs = _loss_kwargs(config)
+  loss_kwargs = _loss_kwargs(config, label_names)
 
   def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], key: jax.Array):
     views, item_ids, labels, labeled = _flat_views(augment_fn(key, batch["audio"]), batch)
     _, z = model.apply(variables, views, train=False)
     components = losses.loss_metrics(z, item_ids, labels, labeled, **loss_kwargs)
-    return {"loss": losses.semisup_ntxent(z, item_ids, labels, **loss_kwargs),
+    return {"loss": losses.semisup_ntxent(z, item_ids, labels, labeled=labeled, **loss_kwargs),
             "ssl_loss": components["ssl_loss"], "sl_loss": components["sl_loss"]}
 
   return jax.jit(eval_step, out_shardings=parallel.replicated(mesh))
@@ -314,10 +324,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if ckpt.all_steps():
     config_checks.check_resume_config(config, workdir)
 
+  label_features = pretrain_input.label_features(config.data)
+  config_checks.check_similarity_labels(config, label_features)
+  label_names = label_features[0][2] if len(label_features) == 1 else None
+
+  allow_regression_labels = config.loss.similarity != losses.LABEL_OVERLAP
+
   def make_host_input(start_step: int) -> pretrain_input.HostBatchIterator:
     return pretrain_input.HostBatchIterator(pretrain_input.make_pretrain_dataset(
         config.data, seed=config.seed, start_step=start_step,
-        process_index=jax.process_index(), process_count=jax.process_count()))
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        allow_regression_labels=allow_regression_labels))
 
   host_input = make_host_input(0)
   validation_input = None
@@ -326,7 +343,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         config.data, labeled_split=config.train.eval_labeled_split,
         unlabeled_split=config.train.eval_unlabeled_split,
         num_batches=config.train.eval_batches, seed=config.seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        allow_regression_labels=allow_regression_labels)
 
   # ----------------------------------------------------------------- model & optimiser ---
   model = models.build_model(config.model)
@@ -359,8 +377,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   batches = parallel.prefetch_to_mesh(host_batches, mesh, size=1)
 
   # ---------------------------------------------------------------------- train loop ---
-  train_step = make_train_step(config, model, tx, augment_fn, mesh)
-  eval_step = make_eval_step(config, model, augment_fn, mesh) if validation_input else None
+  train_step = make_train_step(config, model, tx, augment_fn, mesh, label_names=label_names)
+  eval_step = None
+  if validation_input:
+    eval_step = make_eval_step(config, model, augment_fn, mesh, label_names=label_names)
   validation_rng = jax.random.fold_in(jax.random.key(config.seed), VALIDATION_KEY_SALT)
   writer = metric_logging.MetricLogger(workdir)
   if jax.process_index() == 0:

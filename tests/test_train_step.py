@@ -12,6 +12,7 @@ from ssc_jax import parallel
 from ssc_jax import train
 from tests import processes
 from tests import test_losses
+from tests import test_losses_similarity
 from tests import train_step_fixture as fx
 
 
@@ -95,3 +96,36 @@ def test_step_loss_is_the_float64_reference_loss_of_its_own_embeddings():
     assert abs(reference(variables, jax.random.fold_in(aug_rng, 1 - step)) - loss) > 1e-3
   tiled = np.tile(host["labels"], (fx.VIEWS, 1))
   assert abs(reference(variables, jax.random.fold_in(aug_rng, 1), tiled) - loss) > 1e-3
+
+
+def test_step_with_a_label_similarity_pairs_only_labeled_rows():
+  """loss.similarity='regression' on the fixed batch: the step's loss is the float64 reference
+  loss of its embeddings with the Gaussian-kernel target on labeled pairs. The unlabeled rows'
+  all-zero targets would pair up with each other if the step did not pass its labeled rows."""
+  config = fx.tiny_config()
+  config.loss.similarity = "regression"
+  config.loss.regression_sigma = 1.5
+  mesh = parallel.make_mesh(jax.devices()[:1])
+  model = models.build_model(config.model)
+  tx = optax.sgd(1.0)
+  init_rng, aug_rng = jax.random.split(jax.random.key(config.seed))
+  state = train.create_train_state(config, model, tx, mesh, init_rng)
+  variables = jax.device_get(state.variables)
+  step_fn = train.make_train_step(config, model, tx, lambda key, x: x, mesh)
+  host = fx.fixed_batch()
+  _, metrics = step_fn(state, parallel.host_batch_to_global(host, mesh), aug_rng)
+  rows = fx.BATCH * fx.VIEWS
+  (_, z), _ = model.apply(variables, jnp.asarray(host["audio"]).reshape(rows, fx.LENGTH),
+                          train=True, mutable=["batch_stats"])
+  item_ids = np.arange(rows) // fx.VIEWS
+  labels = np.repeat(host["labels"], fx.VIEWS, axis=0)
+
+  def reference(labeled):
+    kernel = lambda a, b: np.exp(-np.sum((a - b) ** 2) / (2 * 1.5**2))
+    target = test_losses_similarity.ref_target(item_ids, labels, labeled, kernel)
+    return test_losses.ref_loss(np.asarray(z, np.float64), target, config.loss.temperature,
+                                parity=False)
+
+  loss = float(metrics["loss"])
+  np.testing.assert_allclose(loss, reference(np.repeat(host["labeled"], fx.VIEWS)), rtol=1e-4)
+  assert abs(reference(np.ones(rows, bool)) - loss) > 1e-3
