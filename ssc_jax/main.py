@@ -1,7 +1,9 @@
 """Command line: `python -m ssc_jax.main --config=configs/<name>.py --workdir=DIR`.
 
-Pretraining configs run `train.train_and_evaluate`; probe configs (`job = "probe"`,
-configs/probe.py) run the downstream evaluation `evaluation.probe.run`.
+Pretraining configs run `train.train_and_evaluate`, then, when `evaluate.probe` is set (the
+demo), `evaluation.comparison.run`: probes of the trained encoder against a random-init
+reference. Probe configs (`job = "probe"`, configs/probe.py) run the downstream evaluation
+`evaluation.probe.run`.
 
 Override any config field with `--config.<section>.<field>=value`; unknown fields are refused.
 Running the same command again resumes from the newest checkpoint in DIR.
@@ -16,6 +18,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from ssc_jax import parallel  # noqa: E402
@@ -55,11 +58,20 @@ def main(argv: list[str]) -> None:
   parallel.maybe_initialize_distributed(config.distributed)
   logging.info("JAX %s: process %d/%d, local devices %s.", jax.__version__, jax.process_index(),
                jax.process_count(), jax.local_devices())
+  run(config, _WORKDIR.value)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Runs a probe config, or pretrains and then (`evaluate.probe`) compares the probes of the
+  trained encoder with those of a random-init reference."""
   if config.get("job", "pretrain") == "probe":
     from ssc_jax.evaluation import probe  # pylint: disable=g-import-not-at-top
-    probe.run(config, _WORKDIR.value)
-  else:
-    train.train_and_evaluate(config, _WORKDIR.value)
+    probe.run(config, workdir)
+    return
+  state = train.train_and_evaluate(config, workdir)
+  if config.evaluate.probe and int(state.step) == config.train.total_steps:
+    from ssc_jax.evaluation import comparison  # pylint: disable=g-import-not-at-top
+    comparison.run(config, workdir)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import pytest
 
 from configs import common
 from configs import probe as probe_config
-from data_pipelines import tracks
+from tests import tfds_tracks as tracks
 from ssc_jax import checkpoint
 from ssc_jax import models
 from ssc_jax import parallel

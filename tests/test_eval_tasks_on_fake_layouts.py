@@ -24,7 +24,7 @@ import pytest
 
 from configs import probe as probe_config
 from data_pipelines import prepare
-from data_pipelines import tracks
+from tests import tfds_tracks as tracks
 from data_pipelines.builders import base
 from ssc_jax import checkpoint
 from ssc_jax.evaluation import probe
