@@ -178,6 +178,7 @@ EXPECTED = {
     "medleydb": Expected("medleydb", MULTICLASS, 20, _medleydb_test()),
     "emomusic": Expected("emomusic", REGRESSION, 2, _emomusic_test()),
     "synthetic_instrument": Expected("", MULTICLASS, 5, None, chunks=2),
+    "synthetic_register": Expected("", MULTICLASS, 3, None, chunks=2),
     "synthetic_key": Expected("", MULTICLASS, 24, None, chunks=2, key_metrics=True),
     "synthetic_pitch_classes": Expected("", MULTILABEL, 12, None, chunks=2),
 }

@@ -387,6 +387,48 @@ def fit_head(config: ml_collections.ConfigDict, task: Task,
   return head, info
 
 
+def _reusable_head(config: ml_collections.ConfigDict, task: Task, head_path: Any,
+                   fingerprint: dict[str, Any]
+                   ) -> tuple[head_training.TrainedHead, dict[str, Any]] | None:
+  """The head in `head_path` if it was trained for this task, encoder and settings; None when
+  there is none or it must be retrained (with a warning saying why)."""
+  if not head_path.is_file():
+    return None
+  head, info = load_head(head_path)
+  if head.config.num_outputs != task.num_outputs or head.config.kind != task.kind:
+    raise ValueError(f"{head_path} was trained for {head.config.kind} "
+                     f"K={head.config.num_outputs}, not {task.name} ({task.kind}, "
+                     f"K={task.num_outputs}); use a new workdir.")
+  changed = _fingerprint_changes(info.get("fingerprint"), fingerprint)
+  if changed:
+    logging.warning("Retraining the probe head: %s was trained with another %s than this run "
+                    "(encoder %s).", head_path, " and ".join(changed), fingerprint["encoder"])
+    return None
+  return head, info
+
+
+def _train_new_head(config: ml_collections.ConfigDict, embedder: _Embedder,
+                    train_feats: features.SplitFeatures | None,
+                    val_feats: features.SplitFeatures, writer: Any
+                    ) -> tuple[head_training.TrainedHead, dict[str, Any]]:
+  """Fits the head (standardised on the training chunks if asked) and records its training."""
+  standardizer = None
+  if config.probe.standardize:
+    standardizer = head_training.Standardizer.fit(train_feats.chunk_h)
+  n_train = embedder.task.num_tracks["train"]
+  sampler = _sampler(config, embedder, train_feats, n_train)
+  head, info = fit_head(config, embedder.task, sampler, val_feats, writer, standardizer)
+  cached = config.probe.train_features == "cached"
+  info["features"] = config.probe.train_features
+  # Encoder forward passes over training audio: what this run did, and what re-encoding a
+  # fresh crop of every clip in every epoch (the original) would have cost.
+  embedded = len(train_feats.chunk_h) if cached or standardizer is not None else 0
+  reencode = info["total_epochs"] * n_train
+  info["encoder_forwards"] = {"this_run": embedded + (0 if cached else reencode),
+                              "re_encoding_every_epoch": reencode}
+  return head, info
+
+
 # ------------------------------------------------------------- context and evaluators ---
 @dataclasses.dataclass(frozen=True)
 class ProbeContext:
@@ -575,21 +617,11 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
 
   head_path = workdir / HEAD_FILE
   fingerprint = head_fingerprint(config, encoder, sha256)
-  reuse = bool(config.probe.reuse_head) and head_path.is_file()
-  if reuse:
-    head, info = load_head(head_path)
-    if head.config.num_outputs != task.num_outputs or head.config.kind != task.kind:
-      raise ValueError(f"{head_path} was trained for {head.config.kind} "
-                       f"K={head.config.num_outputs}, not {task.name} ({task.kind}, "
-                       f"K={task.num_outputs}); use a new workdir.")
-    changed = _fingerprint_changes(info.get("fingerprint"), fingerprint)
-    if changed:
-      logging.warning("Retraining the probe head: %s was trained with another %s than this "
-                      "run (encoder %s).", head_path, " and ".join(changed), encoder.source)
-      reuse = False
-  cached = config.probe.train_features == "cached"
-  standardize = bool(config.probe.standardize)
-  need_train_chunks = (not reuse and (cached or standardize)) or config.prototypes.enabled
+  reused = None
+  if config.probe.reuse_head:
+    reused = _reusable_head(config, task, head_path, fingerprint)
+  need_train_chunks = config.prototypes.enabled or (reused is None and (
+      config.probe.train_features == "cached" or config.probe.standardize))
 
   # ------------------------------------------------------- embed each split once ---
   t = time.perf_counter()
@@ -602,7 +634,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
   if need_train_chunks:
     train_feats = embedder.split(task.train_split, config.data.train_max_chunks,
                                  keep_chunks=True)
-  if not reuse:
+  if reused is None:
     val_feats = embedder.split(task.validation_split, config.data.max_chunks)
   test_feats = embedder.split(task.test_split, config.data.max_chunks)
   timing["embed_splits_s"] = time.perf_counter() - t
@@ -611,21 +643,12 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
   writer = metric_writers.create_default_writer(workdir, just_logging=not is_writer,
                                                 asynchronous=False)
   t = time.perf_counter()
-  n_train = task.num_tracks["train"]
-  if reuse:
+  if reused is not None:
     logging.info("Reusing the trained head in %s.", head_path)
+    head, info = reused
   else:
-    standardizer = head_training.Standardizer.fit(train_feats.chunk_h) if standardize else None
-    sampler = _sampler(config, embedder, train_feats, n_train)
-    head, info = fit_head(config, task, sampler, val_feats, writer, standardizer)
-    train_chunks = int(len(train_feats.chunk_h)) if train_feats is not None and cached else 0
-    info["features"] = config.probe.train_features
+    head, info = _train_new_head(config, embedder, train_feats, val_feats, writer)
     info["fingerprint"] = fingerprint
-    # Encoder forward passes over training audio: what this run did, and what re-encoding a
-    # fresh crop of every clip in every epoch (the original) would have cost.
-    reencode = info["total_epochs"] * n_train
-    info["encoder_forwards"] = {"this_run": train_chunks if cached else reencode,
-                                "re_encoding_every_epoch": reencode}
     if is_writer:
       save_head(head_path, head, info)
   timing["head_s"] = time.perf_counter() - t
