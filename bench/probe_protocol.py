@@ -7,7 +7,7 @@ variants and prints one table of headline test metrics plus each head's relative
 drop:
   pretrained (std)         the trained encoder, standardised features (the demo's protocol);
   pretrained (raw)         the trained encoder, raw features;
-  random, recal (std)      the same architecture at init, BatchNorm statistics recalibrated on
+  random recal (std)       the same architecture at init, BatchNorm statistics recalibrated on
                            8 batches of training audio, standardised features (the demo's
                            reference);
   random (std)             at init, init-time BatchNorm statistics, standardised features;
@@ -38,7 +38,7 @@ from ssc_jax.evaluation import reports  # noqa: E402
 VARIANTS = {  # name -> (random_init, recalibration batches, standardize)
     "pretrained (std)": (False, 0, True),
     "pretrained (raw)": (False, 0, False),
-    "random, recal (std)": (True, 8, True),
+    "random recal (std)": (True, 8, True),
     "random (std)": (True, 0, True),
     "random (raw)": (True, 0, False),
 }
@@ -70,7 +70,7 @@ def main() -> None:
       c.report.projection = "none"
       c.probe.learning_rate = args.learning_rate or c.probe.learning_rate
       workdir = (pathlib.Path(args.out) / f"lr{c.probe.learning_rate:g}"
-                 / variant.replace(" ", "_").replace(",", "") / name)
+                 / variant.replace(" ", "_") / name)
       r = probe.run(c, str(workdir), memo=memo, print_report=False)
       metric = reports.HEADLINE[r["kind"]][0]
       drop = r["training"]["convergence"]["relative_drop"]

@@ -221,6 +221,8 @@ def test_random_init_reference_standardised_and_sharing_features_across_label_se
     assert results["encoder"]["random_init"] and results["name"] == "pretrain (random init)"
     assert results["encoder"]["batchnorm_recalibration_batches"] == 2
     assert "random init (seed 0), BatchNorm recalibrated" in results["encoder"]["source"]
+    assert ("head training on standardised (random-init encoder, BatchNorm recalibrated on 2 "
+            "batches) features: training loss") in (workdir / "results.md").read_text()
     conv = results["training"]["convergence"]
     assert conv["epochs_run"] == results["training"]["epochs_run"]
     assert conv["train_loss_drop"] == pytest.approx(conv["train_loss_initial"]

@@ -41,11 +41,16 @@ def _numpy_batch_stats(params, audio):
   return stats
 
 
-def test_batchnorm_recalibration_averages_each_layers_input_statistics():
+def _model_at_init():
+  """A 1/16-width SampleCNN (8 to 32 channels) and its variables at init."""
   config = common.base_config()
   config.model.width = 0.0625
   model = models.build_model(config.model)
-  variables = jax.device_get(models.init_variables(model, jax.random.key(1), T))
+  return model, jax.device_get(models.init_variables(model, jax.random.key(1), T))
+
+
+def test_batchnorm_recalibration_averages_each_layers_input_statistics():
+  model, variables = _model_at_init()
   rng = np.random.default_rng(0)
   t = np.arange(T) / 22050.0
   batches = [(0.3 * np.sin(2 * np.pi * rng.uniform(80, 800, (8, 1)) * t)
@@ -70,10 +75,7 @@ def test_batchnorm_recalibration_averages_each_layers_input_statistics():
 
 
 def test_recalibrated_random_init_embeddings_differ_between_clips():
-  config = common.base_config()
-  config.model.width = 0.0625
-  model = models.build_model(config.model)
-  variables = jax.device_get(models.init_variables(model, jax.random.key(1), T))
+  model, variables = _model_at_init()
   rng = np.random.default_rng(1)
   audio = (0.3 * rng.standard_normal((8, T))).astype(np.float32)
   audio[:, :T // 2] *= np.array([0.1, 1.0, 3.0, 0.5] * 2, np.float32)[:, None]

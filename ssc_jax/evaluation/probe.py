@@ -467,26 +467,30 @@ class TestScores:
   metrics: dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class LevelRow:
-  """Test metrics at one robustness level."""
-  level: int
-  name: str
-  metrics: dict[str, float]
-
-  def to_dict(self) -> dict[str, Any]:
-    return {"level": self.level, "name": self.name, **self.metrics}
-
-
-@dataclasses.dataclass(frozen=True)
-class PrototypeRow:
-  """Prototype metrics at one labeled fraction."""
-  fraction: float
-  num_clips: int
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _MetricRow:
+  """A row of an evaluator's table: the fields that name it, then its metrics."""
   metrics: dict[str, Any]
 
   def to_dict(self) -> dict[str, Any]:
-    return {"fraction": self.fraction, "num_clips": self.num_clips, **self.metrics}
+    """The flat row written to results.json: naming fields first, then the metrics."""
+    names = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "metrics"}
+    return {**names, **self.metrics}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LevelRow(_MetricRow):
+  """Test metrics at one robustness level."""
+  level: int
+  name: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PrototypeRow(_MetricRow):
+  """Prototype metrics at one labeled fraction."""
+  fraction: float
+  num_clips: int
 
 
 def score_test(ctx: ProbeContext) -> TestScores:
