@@ -372,11 +372,12 @@ def fit_head(config: ml_collections.ConfigDict, task: Task,
   head = best[0]
   convergence = head.convergence()
   if convergence["barely_trained"]:
+    remedy = ("a larger probe.learning_rate or probe.max_epochs" if standardizer is not None
+              else "probe.standardize=True or a larger probe.learning_rate")
     logging.warning("The probe head barely trained (training loss %.4f -> %.4f, best epoch "
                     "%d of %d): the probe measures the optimiser more than the features. Try "
-                    "probe.standardize=True or a larger learning rate (docs/evaluation.md).",
-                    convergence["train_loss_initial"], convergence["train_loss_final"],
-                    head.best_epoch, head.epochs_run)
+                    "%s (docs/evaluation.md).", convergence["train_loss_initial"],
+                    convergence["train_loss_final"], head.best_epoch, head.epochs_run, remedy)
   info = {"learning_rate": head.config.learning_rate, "best_epoch": head.best_epoch,
           "epochs_run": head.epochs_run, "stopped_early": head.stopped_early,
           "best_val_loss": head.best_val_loss, "val_metric_name": val_metric,
