@@ -187,7 +187,8 @@ def encoder_sha256(variables: Any) -> str:
 
 
 def _training_audio(config: ml_collections.ConfigDict, task: Task, view_length: int):
-  """This host's share of random training crops, [B_host, T] per batch, forever."""
+  """This host's share of batches of random training crops, forever: {'audio' [B_host, T],
+  'labels' [B_host, K]}."""
   from data_pipelines import probe_input  # pylint: disable=g-import-not-at-top
   return probe_input.make_probe_train_dataset(
       task.dataset, task.train_split, task.data_dir, task.label_key,
@@ -321,16 +322,9 @@ def _sampler(config, embedder: _Embedder, train_feats, n_train) -> head_training
   if config.probe.train_features == "cached":
     return head_training.cached_crop_sampler(train_feats.chunk_h, train_feats.chunk_owner,
                                              train_feats.labels)
-  from data_pipelines import probe_input  # pylint: disable=g-import-not-at-top
-  batch = config.data.batch_size
-  task = embedder.task
-  host_batches = probe_input.make_probe_train_dataset(
-      task.dataset, task.train_split, task.data_dir, task.label_key,
-      batch_size=batch // jax.process_count(), view_length=embedder.view_length,
-      seed=config.seed, process_index=jax.process_index(), process_count=jax.process_count(),
-  ).as_numpy_iterator()
+  host_batches = _training_audio(config, embedder.task, embedder.view_length)
   crop_fn = features.make_crop_fn(embedder.model, embedder.mesh)
-  num_batches = math.ceil(n_train / batch)
+  num_batches = math.ceil(n_train / config.data.batch_size)
   rows = np.arange(n_train)
 
   def sample(epoch, rng):
