@@ -16,6 +16,7 @@ import dataclasses
 
 from absl import logging
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 
 from ssc_jax import paths
@@ -55,7 +56,6 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> list[Row]
   """Probes every label set for both encoders; prints and writes the comparison table."""
   workdir = paths.resolve(workdir)
   if jax.process_count() > 1:  # Process 0 wrote the export.
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices("ssc_jax export written")
   memo = probe.Memo()
   rows, sizes = [], None
