@@ -285,16 +285,38 @@ def load_head(path: paths.PathLike) -> tuple[head_training.TrainedHead, dict[str
 # --------------------------------------------------------------------- split features ---
 @dataclasses.dataclass(frozen=True)
 class _Embedder:
-  """Embeds the task's splits with one encoder, through the memo."""
+  """Embeds the task's splits with one prepared encoder, through the memo."""
   config: ml_collections.ConfigDict
   task: Task
-  model: models.SemiSupConModel
-  variables: Any  # Replicated over `mesh`.
-  sha256: str
+  encoder: pretrained.PretrainedEncoder
+  variables: Any  # encoder.variables replicated over `mesh`.
+  sha256: str  # encoder_sha256(encoder.variables).
   mesh: jax.sharding.Mesh
   view_length: int
   memo: Memo
   row_fn: Any
+
+  @classmethod
+  def prepare(cls, config: ml_collections.ConfigDict, task: Task, mesh: jax.sharding.Mesh,
+              memo: Memo) -> _Embedder:
+    """Loads (or takes from the memo) the encoder the config asks for."""
+    key = ("encoder", str(config.pretrained), config.dtype, config.random_init, config.seed,
+           config.probe.recalibrate_batchnorm_batches, task.dataset, task.data_dir,
+           task.train_split, config.data.batch_size, config.data.view_length)
+
+    def load():
+      encoder, view_length = load_encoder(config, task, mesh)
+      return encoder, view_length, encoder_sha256(encoder.variables)
+
+    encoder, view_length, sha256 = memo.get(key, load)
+    model = encoder.model
+    architecture = json.dumps(encoder.model_config.to_dict(), sort_keys=True)
+    return cls(config=config, task=task, encoder=encoder,
+               variables=memo.get(("replicated", sha256),
+                                  lambda: embed.replicate(encoder.variables, mesh)),
+               sha256=sha256, mesh=mesh, view_length=view_length, memo=memo,
+               row_fn=memo.get(("row_fn", architecture),
+                               lambda: features.make_row_fn(model, mesh)))
 
   def split(self, split: str, max_chunks: int, keep_chunks: bool = False
             ) -> features.SplitFeatures:
@@ -304,7 +326,7 @@ class _Embedder:
     key = ("features", self.sha256, task.dataset, task.data_dir, split, self.view_length,
            max_chunks, keep_chunks, self.config.data.batch_size)
     feats, label_key = self.memo.get(key, lambda: (features.embed_split(
-        self.model, self.variables, self.mesh, dataset=task.dataset, split=split,
+        self.encoder.model, self.variables, self.mesh, dataset=task.dataset, split=split,
         data_dir=task.data_dir, label_key=task.label_key,
         batch_size=self.config.data.batch_size, view_length=self.view_length,
         max_chunks=max_chunks, keep_chunks=keep_chunks, row_fn=self.row_fn), task.label_key))
@@ -323,7 +345,7 @@ def _sampler(config, embedder: _Embedder, train_feats, n_train) -> head_training
     return head_training.cached_crop_sampler(train_feats.chunk_h, train_feats.chunk_owner,
                                              train_feats.labels)
   host_batches = _training_audio(config, embedder.task, embedder.view_length)
-  crop_fn = features.make_crop_fn(embedder.model, embedder.mesh)
+  crop_fn = features.make_crop_fn(embedder.encoder.model, embedder.mesh)
   num_batches = math.ceil(n_train / config.data.batch_size)
   rows = np.arange(n_train)
 
@@ -571,6 +593,31 @@ def write_figures(ctx: ProbeContext, test: TestScores,
   return figs
 
 
+def _results(ctx: ProbeContext, info: dict[str, Any], test: TestScores,
+             robustness_rows: list[LevelRow], prototype_rows: list[PrototypeRow]
+             ) -> dict[str, Any]:
+  """The results dict written to results.json (read back by `reports`)."""
+  config, task, encoder, head = ctx.config, ctx.task, ctx.encoder, ctx.head
+  return {
+      "name": _encoder_name(config), "task": task.name, "dataset": task.dataset,
+      "label_key": task.label_key, "kind": task.kind, "num_classes": task.num_outputs,
+      "class_names": list(task.names),
+      "encoder": {"source": encoder.source, "model": encoder.model_config.to_dict(),
+                  "card": encoder.card, "random_init": bool(config.random_init),
+                  "batchnorm_recalibration_batches":
+                      int(config.probe.recalibrate_batchnorm_batches)},
+      "protocol": config.probe.protocol,
+      "head": {**dataclasses.asdict(head.config), "description": _head_description(head.config),
+               "standardized": head.standardizer is not None},
+      "training": info, "view_length": ctx.view_length, "max_chunks": config.data.max_chunks,
+      "num_tracks": task.num_tracks,
+      "test": test.metrics, "unscored_classes": test.metrics.get("unscored_classes", []),
+      "robustness": [r.to_dict() for r in robustness_rows],
+      "prototypes": [r.to_dict() for r in prototype_rows],
+      "config": json.loads(config.to_json_best_effort()),
+  }
+
+
 # ------------------------------------------------------------------------------- run ---
 def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
         memo: Memo | None = None, print_report: bool = True) -> dict[str, Any]:
@@ -599,23 +646,14 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
   task = load_task(config)
   mesh = parallel.make_mesh()
   t = time.perf_counter()
-  encoder_key = ("encoder", str(config.pretrained), config.dtype, config.random_init,
-                 config.seed, config.probe.recalibrate_batchnorm_batches, task.dataset,
-                 task.data_dir, task.train_split, config.data.batch_size, config.data.view_length)
-
-  def prepare():
-    encoder, view_length = load_encoder(config, task, mesh)
-    return encoder, view_length, encoder_sha256(encoder.variables)
-
-  encoder, view_length, sha256 = memo.get(encoder_key, prepare)
+  embedder = _Embedder.prepare(config, task, mesh, memo)
+  encoder, view_length = embedder.encoder, embedder.view_length
   timing["encoder_s"] = time.perf_counter() - t
-  model = encoder.model
-  variables = memo.get(("replicated", sha256), lambda: embed.replicate(encoder.variables, mesh))
   logging.info("Probe %s on %s:%s (%s, K=%d) with %s; mesh %s.", task.name, task.dataset,
                task.label_key, task.kind, task.num_outputs, encoder.source, dict(mesh.shape))
 
   head_path = workdir / HEAD_FILE
-  fingerprint = head_fingerprint(config, encoder, sha256)
+  fingerprint = head_fingerprint(config, encoder, embedder.sha256)
   reused = None
   if config.probe.reuse_head:
     reused = _reusable_head(config, task, head_path, fingerprint)
@@ -624,11 +662,6 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
 
   # ------------------------------------------------------- embed each split once ---
   t = time.perf_counter()
-  embedder = _Embedder(config=config, task=task, model=model, variables=variables,
-                       sha256=sha256, mesh=mesh, view_length=view_length, memo=memo,
-                       row_fn=memo.get(("row_fn", json.dumps(encoder.model_config.to_dict(),
-                                                             sort_keys=True)),
-                                       lambda: features.make_row_fn(model, mesh)))
   train_feats = val_feats = None
   if need_train_chunks:
     train_feats = embedder.split(task.train_split, config.data.train_max_chunks,
@@ -654,7 +687,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
 
   # ----------------------------------------------------------------- evaluators ---
   ctx = ProbeContext(config=config, workdir=workdir, task=task, encoder=encoder,
-                     variables=variables, mesh=mesh, view_length=view_length,
+                     variables=embedder.variables, mesh=mesh, view_length=view_length,
                      train=train_feats, test=test_feats, head=head, writer=writer)
   test = score_test(ctx)
   robustness_rows = []
@@ -665,24 +698,7 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
   prototype_rows = evaluate_prototypes(ctx) if config.prototypes.enabled else []
 
   # ------------------------------------------------------------------ report ---
-  results = {
-      "name": _encoder_name(config), "task": task.name, "dataset": task.dataset,
-      "label_key": task.label_key, "kind": task.kind, "num_classes": task.num_outputs,
-      "class_names": list(task.names),
-      "encoder": {"source": encoder.source, "model": encoder.model_config.to_dict(),
-                  "card": encoder.card, "random_init": bool(config.random_init),
-                  "batchnorm_recalibration_batches":
-                      int(config.probe.recalibrate_batchnorm_batches)},
-      "protocol": config.probe.protocol,
-      "head": {**dataclasses.asdict(head.config), "description": _head_description(head.config),
-               "standardized": head.standardizer is not None},
-      "training": info, "view_length": view_length, "max_chunks": config.data.max_chunks,
-      "num_tracks": task.num_tracks,
-      "test": test.metrics, "unscored_classes": test.metrics.get("unscored_classes", []),
-      "robustness": [r.to_dict() for r in robustness_rows],
-      "prototypes": [r.to_dict() for r in prototype_rows],
-      "config": json.loads(config.to_json_best_effort()),
-  }
+  results = _results(ctx, info, test, robustness_rows, prototype_rows)
   if is_writer:
     paths.save_npz(workdir / "predictions.npz", track_index=np.arange(len(test.scores)),
                    scores=test.scores, targets=test_feats.labels,
