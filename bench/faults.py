@@ -54,7 +54,7 @@ def _command(workdir: str, data_dir: str, args: argparse.Namespace) -> list[str]
           f"--config.train.total_steps={args.total_steps}",
           f"--config.train.checkpoint_every_steps={args.checkpoint_every}",
           f"--config.train.log_every_steps={args.checkpoint_every}",
-          "--config.train.record_batch_hashes=True", "--config.evaluate.linear_probe=False"]
+          "--config.train.record_batch_hashes=True", "--config.evaluate.probe=False"]
 
 
 class Attempt:

@@ -104,9 +104,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.distributed.num_processes = 0  # 0 = auto-detect.
   c.distributed.process_id = -1  # -1 = auto-detect.
 
-  # --- Evaluation run after pretraining (the demo uses it). ---
+  # --- Probes run by ssc_jax.main after pretraining (the demo uses them). ---
   c.evaluate = ml_collections.ConfigDict()
-  c.evaluate.linear_probe = False  # Fit linear probes on frozen embeddings after training.
-  # Label sets to probe.
-  c.evaluate.label_keys = ("instrument", "register", "key", "pitch_classes")
+  # True: probe every entry of `probes` for the trained encoder and for a random-init
+  # reference, print the comparison table and write DIR/probe_results.md.
+  c.evaluate.probe = False
+  # Label set -> a configs/probe.py config (`pretrained` and `data.data_dir` are filled in).
+  c.evaluate.probes = ml_collections.ConfigDict()
+  # The random-init reference: BatchNorm statistics recalibrated on this many batches of the
+  # probe's training audio (docs/evaluation.md; 0 would give a degenerate reference).
+  c.evaluate.reference_recalibrate_batchnorm_batches = 8
   return c

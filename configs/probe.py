@@ -11,8 +11,8 @@ Without any download (the built-in synthetic dataset generates itself):
 The arg is `<task>[,<option>...]`. Tasks (spec §7.3 table; `python -c "import configs.probe as
 p; print(sorted(p.TASKS))"`): mtat_top50, mtat_all188, mtg_top50, mtg_genre, mtg_moodtheme,
 mtg_instrument, gtzan, nsynth_pitch, nsynth_instrument_family, giantsteps_key,
-vocalset_singer, vocalset_technique, medleydb, emomusic, synthetic_instrument, synthetic_key,
-synthetic_pitch_classes, smoke (= synthetic_instrument,smoke).
+vocalset_singer, vocalset_technique, medleydb, emomusic, synthetic_instrument,
+synthetic_register, synthetic_key, synthetic_pitch_classes, smoke (= synthetic_instrument,smoke).
 Options:
   linear | mlp     override the task's head;
   bias             heads with biases (the original's have none);
@@ -20,6 +20,10 @@ Options:
                    instead of training on cached chunk embeddings;
   robustness       after the probe, evaluate it on corrupted test audio (spec §7.4);
   prototypes       prototype evaluation at several labeled fractions (spec §7.5);
+  standardize      standardise the features per dimension (training-split statistics);
+  random_init      the random-init reference: the same architecture at init, BatchNorm
+                   statistics recalibrated on 8 batches of training audio, standardised
+                   features (docs/evaluation.md);
   marble           MARBLE protocol: 1x512 MLP with biases, dropout 0.2, batch 64, Adam without
                    weight decay, lr chosen on validation from {5e-5, ..., 1e-2};
   smoke            tiny settings for tests (synthetic tasks switch to synthetic_music/tiny).
@@ -46,6 +50,7 @@ TASKS = {
     "medleydb": ("medleydb", "instrument", "linear", 3e-4, 200, 10),
     "emomusic": ("emomusic", "emotion", "linear", 1e-4, 200, 200),
     "synthetic_instrument": ("synthetic_music/demo", "instrument", "linear", 3e-4, 100, 10),
+    "synthetic_register": ("synthetic_music/demo", "register", "linear", 3e-4, 100, 10),
     "synthetic_key": ("synthetic_music/demo", "key", "linear", 3e-4, 100, 10),
     "synthetic_pitch_classes": ("synthetic_music/demo", "pitch_classes", "mlp", 3e-4, 100, 10),
 }
@@ -53,7 +58,9 @@ ALIASES = {"smoke": "synthetic_instrument", "giantsteps": "giantsteps_key",
            "mtg_mood": "mtg_moodtheme", "mtg_instr": "mtg_instrument", "mtat_all": "mtat_all188",
            "nsynth_instr_family": "nsynth_instrument_family"}
 OPTIONS = ("linear", "mlp", "bias", "fresh_crops", "robustness", "prototypes", "marble",
-           "smoke")
+           "standardize", "random_init", "smoke")
+# BatchNorm recalibration batches of the `random_init` option (docs/evaluation.md).
+REFERENCE_RECALIBRATION_BATCHES = 8
 MARBLE_LEARNING_RATES = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
 
 
@@ -78,6 +85,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.job = "probe"  # ssc_jax.main dispatches to ssc_jax.evaluation.probe.run.
   c.pretrained = ""  # Pretraining workdir or exported encoder.msgpack (required).
+  # True: probe `pretrained`'s architecture at a random initialisation (seeded by `seed`)
+  # instead of its trained weights: the random-init reference (see probe.recalibrate_*).
+  c.random_init = "random_init" in options
   c.dtype = ""  # Encoder compute dtype ("float32", "bfloat16"); "" = the pretraining run's.
   c.name = ""  # Encoder name in reports; "" = the pretraining workdir's folder name.
   c.seed = 0  # Seeds the head init, epoch order, crops, corruptions and prototype draws.
@@ -114,6 +124,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.probe.patience = patience  # Early stopping on the validation loss; best head restored.
   c.probe.train_features = "cached"  # "cached": chunks embedded once; "fresh_crops": re-encode.
   c.probe.reuse_head = True  # Reuse <workdir>/head.msgpack if present (skip training).
+  # Per-dimension standardisation of the features, mean/std of the training split's cached
+  # chunk embeddings, stored with the head and applied to everything it scores.
+  c.probe.standardize = "standardize" in options or "random_init" in options
+  # > 0: before probing, replace the encoder's BatchNorm running statistics by their average
+  # over this many train-mode batches (data.batch_size random training crops each); parameters
+  # unchanged. Needed for a random-init encoder, whose init-time statistics make every clip's
+  # embedding nearly the same (docs/evaluation.md). 0 = off.
+  c.probe.recalibrate_batchnorm_batches = (REFERENCE_RECALIBRATION_BATCHES
+                                           if "random_init" in options else 0)
 
   # --- Robustness sweep (spec §7.4). ---
   c.robustness = ml_collections.ConfigDict()
@@ -170,5 +189,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.robustness.levels = ("severity_0", "only_reverse")  # Cheap to compile on CPU.
     c.robustness.tracks_per_batch = 8
     c.prototypes.fractions = (0.5, 1.0)
+    c.probe.recalibrate_batchnorm_batches = min(c.probe.recalibrate_batchnorm_batches, 2)
     c.report.projection = "pca"
   return c

@@ -161,6 +161,22 @@ def _track_lengths(builder: tfds.core.DatasetBuilder, split: str, num_tracks: in
   return np.asarray(base.split_lengths(builder, split), np.int64)
 
 
+def split_labels(name: str, split: str, data_dir: str | None, label_key: str) -> np.ndarray:
+  """Targets [n, K] float32 of every track of a split, in split order (as the evaluation
+  dataset's `track_index` counts), encoded as the probe encodes them; audio is not decoded."""
+  builder = _open(name, data_dir)
+  num_classes, labels_of = _label_fn(builder, label_key)
+  n = datasets.split_num_examples(builder, split)
+  out = np.zeros((n, num_classes), np.float32)
+  if n:
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            read_config=tfds.ReadConfig(interleave_cycle_length=1),
+                            decoders=tfds.decode.PartialDecoding({label_key: True}))
+    for i, y in enumerate(ds.map(labels_of).as_numpy_iterator()):
+      out[i] = y
+  return out
+
+
 def make_probe_eval_dataset(name: str, split: str, data_dir: str | None, label_key: str, *,
                             batch_size: int, view_length: int = DEFAULT_VIEW_LENGTH,
                             max_chunks: int = DEFAULT_MAX_CHUNKS, process_index: int = 0,

@@ -2,7 +2,9 @@
 
 Pretraining configs run `train.train_and_evaluate`; probe configs (`job = "probe"`,
 configs/probe.py) run the downstream evaluation `evaluation.probe.run`; supervised baseline
-configs (`job = "supervised"`, configs/supervised.py) run `evaluation.supervised.run`.
+configs (`job = "supervised"`, configs/supervised.py) run `evaluation.supervised.run`. When a
+pretraining config sets `evaluate.probe` (the demo), `evaluation.comparison.run` then probes the
+trained encoder against a random-init reference.
 
 Override any config field with `--config.<section>.<field>=value`; unknown fields are refused.
 Running the same command again resumes from the newest checkpoint in DIR.
@@ -18,6 +20,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 import jax  # noqa: E402
+import ml_collections  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from ssc_jax import parallel  # noqa: E402
@@ -57,15 +60,26 @@ def main(argv: list[str]) -> None:
   parallel.maybe_initialize_distributed(config.distributed)
   logging.info("JAX %s: process %d/%d, local devices %s.", jax.__version__, jax.process_index(),
                jax.process_count(), jax.local_devices())
+  run_job(config, _WORKDIR.value)
+
+
+def run_job(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Runs the config's job: a probe (`job = "probe"`), the supervised baseline
+  (`job = "supervised"`), or pretraining followed, when `evaluate.probe` is set, by probes of
+  the trained encoder against a random-init reference."""
   job = config.get("job", "pretrain")
   if job == "probe":
     from ssc_jax.evaluation import probe  # pylint: disable=g-import-not-at-top
-    probe.run(config, _WORKDIR.value)
-  elif job == "supervised":
+    probe.run(config, workdir)
+    return
+  if job == "supervised":
     from ssc_jax.evaluation import supervised  # pylint: disable=g-import-not-at-top
-    supervised.run(config, _WORKDIR.value)
-  else:
-    train.train_and_evaluate(config, _WORKDIR.value)
+    supervised.run(config, workdir)
+    return
+  state = train.train_and_evaluate(config, workdir)
+  if config.evaluate.probe and int(state.step) == config.train.total_steps:
+    from ssc_jax.evaluation import comparison  # pylint: disable=g-import-not-at-top
+    comparison.run(config, workdir)
 
 
 def run() -> None:

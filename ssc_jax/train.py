@@ -301,7 +301,7 @@ def _record_batch_hashes(host_batches: Iterator[dict[str, np.ndarray]], workdir:
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: paths.PathLike) -> TrainState:
-  """Pretrains (resuming from `workdir` if it holds a checkpoint), exports, then evaluates.
+  """Pretrains (resuming from `workdir` if it holds a checkpoint), then exports the encoder.
 
   Returns:
     The final train state.
@@ -449,7 +449,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                     stop.signal_name or "a preemption notice", ckpt.directory)
     return state
 
-  # ---------------------------------------------------------------- export & evaluate ---
+  # -------------------------------------------------------------------------- export ---
   export_path = workdir / "encoder.msgpack"
   if jax.process_index() == 0:
     checkpoint.export_variables(
@@ -458,9 +458,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         training={"datasets": [d for d in (config.data.labeled, config.data.unlabeled) if d],
                   "steps": int(jax.device_get(state.step))})
     logging.info("Exported encoder + head to %s.", export_path)
-  if config.evaluate.linear_probe:
-    from ssc_jax.evaluation import linear_probe  # pylint: disable=g-import-not-at-top
-    init_variables = models.init_variables(model, init_rng, config.data.view_length)
-    linear_probe.compare_with_random_init(config, workdir, model, state.variables,
-                                          init_variables)
   return state

@@ -47,7 +47,7 @@ def _smoke_config(data_dir: str, total_steps: int):
   c = demo.get_config("smoke")
   c.data.data_dir = data_dir
   c.train.total_steps = total_steps
-  c.evaluate.linear_probe = False  # probe.run below is the probe.
+  c.evaluate.probe = False  # probe.run below is the probe.
   return c
 
 

@@ -16,6 +16,7 @@ from data_pipelines import datasets
 from data_pipelines import pretrain_input
 from ssc_jax import checkpoint
 from ssc_jax import config_checks
+from ssc_jax import main
 from ssc_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +31,7 @@ def _smoke_config(data_dir, total_steps=4, probe=False):
   c = demo.get_config("smoke")
   c.data.data_dir = data_dir
   c.train.total_steps = total_steps
-  c.evaluate.linear_probe = probe
+  c.evaluate.probe = probe
   return c
 
 
@@ -41,7 +42,8 @@ def _metric_rows(workdir):
 
 def test_train_export_probe_then_resume(tmp_path, data_dir):
   workdir = str(tmp_path / "run")
-  state = train.train_and_evaluate(_smoke_config(data_dir, 4, probe=True), workdir)
+  main.run_job(_smoke_config(data_dir, 4, probe=True), workdir)  # Train, export, compare probes.
+  state = train.train_and_evaluate(_smoke_config(data_dir, 4), workdir)  # Restores step 4.
   assert int(state.step) == 4
   rows = _metric_rows(workdir)
   assert [r["step"] for r in rows] == [2, 4]
@@ -50,8 +52,23 @@ def test_train_export_probe_then_resume(tmp_path, data_dir):
     assert {"ssl_loss", "sl_loss", "sparsity_sl", "sparsity_semisl", "learning_rate"} <= set(r)
   with open(os.path.join(workdir, "probe_results.md")) as f:
     table = f.read()
-  for key in ("key", "instrument", "pitch_classes"):
-    assert f"| {key} |" in table
+  assert "| label set | metric | random init | pretrained |" in table
+  for key, metric in (("instrument", "accuracy"), ("register", "accuracy"), ("key", "accuracy"),
+                      ("pitch_classes", "roc_auc")):
+    assert f"| {key} | {metric} |" in table
+    for encoder in ("pretrained", "random_init"):
+      results = json.load(open(os.path.join(workdir, "probes", key, encoder, "results.json")))
+      # Same protocol for both (standardised features, linear head); only the reference is
+      # at random init, with BatchNorm statistics recalibrated on training audio.
+      assert results["head"]["standardized"] and results["head"]["hidden"] == 0
+      assert results["encoder"]["random_init"] == (encoder == "random_init")
+      assert results["encoder"]["batchnorm_recalibration_batches"] == (
+          2 if encoder == "random_init" else 0)
+      assert {"train_loss_initial", "train_loss_final", "best_epoch", "epochs_run"} <= set(
+          results["training"]["convergence"])
+      value = float(table.split(f"| {key} | {metric} | ")[1].split(" |")[
+          0 if encoder == "random_init" else 1])
+      assert value == pytest.approx(results["test"][metric], abs=5e-5)
 
   # The export is the final state's encoder + head.
   exported = checkpoint.read_export(os.path.join(workdir, "encoder.msgpack")).variables

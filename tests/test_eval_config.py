@@ -37,6 +37,14 @@ def test_options():
   assert smoke.task.dataset == "synthetic_music/tiny" and smoke.task.name == "synthetic_instrument"
   assert probe_config.get_config("gtzan,linear,bias").probe.head == "linear"
   assert probe_config.get_config("giantsteps").task.name == "giantsteps_key"
+  plain = probe_config.get_config("gtzan")
+  assert not plain.random_init and not plain.probe.standardize
+  assert plain.probe.recalibrate_batchnorm_batches == 0
+  assert probe_config.get_config("gtzan,standardize").probe.standardize
+  ref = probe_config.get_config("gtzan,random_init")
+  assert ref.random_init and ref.probe.standardize
+  assert ref.probe.recalibrate_batchnorm_batches == probe_config.REFERENCE_RECALIBRATION_BATCHES
+  assert probe_config.get_config("smoke,random_init").probe.recalibrate_batchnorm_batches == 2
 
 
 @pytest.mark.parametrize("arg,match", [
@@ -58,4 +66,8 @@ def test_check_config_names_the_bad_field():
   c.probe.train_features = "cached"
   c.data.batch_size = 12  # not a multiple of the 8 test devices
   with pytest.raises(ValueError, match="config.data.batch_size"):
+    probe.check_config(c)
+  c.data.batch_size = 8
+  c.probe.recalibrate_batchnorm_batches = -1
+  with pytest.raises(ValueError, match="recalibrate_batchnorm_batches"):
     probe.check_config(c)

@@ -174,9 +174,16 @@ def test_learning_rate_grid_keeps_the_head_with_the_best_validation_metric():
   config.probe.max_epochs = config.probe.patience = 8
   val = features.SplitFeatures("validation", x_va, x_va[:, :2], y_va, np.ones(100, int))
   writer = _Writer()
-  head, info = probe.fit_head(config, "multiclass", 3, list("abc"),
-                              ht.array_sampler(x_tr, y_tr), val, writer)
+  task = probe.Task(name="blobs", dataset="", label_key="y", train_split="train",
+                    validation_split="validation", test_split="test", data_dir="",
+                    kind="multiclass", num_outputs=3, names=tuple("abc"), key_names=False,
+                    num_tracks={}, sample_rate=None)
+  head, info = probe.fit_head(config, task, ht.array_sampler(x_tr, y_tr), val, writer)
   search = {r["learning_rate"]: r["val_metric"] for r in info["lr_search"]}
+  # The convergence record tells the two apart: lr 1e-7 barely moved the head.
+  drops = {r["learning_rate"]: r["relative_drop"] for r in info["lr_search"]}
+  assert drops[1e-7] < ht.BARELY_TRAINED_DROP < drops[1e-2]
+  assert not info["convergence"]["barely_trained"] and not info["standardized"]
   assert search[1e-2] > 0.95 > search[1e-7]
   assert info["learning_rate"] == head.config.learning_rate == 1e-2
   assert info["val_metric"] == search[1e-2] and info["total_epochs"] == 16

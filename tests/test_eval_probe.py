@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import probe as probe_config
-from data_pipelines import tracks
+from tests import tfds_tracks as tracks
 from ssc_jax import checkpoint
 from ssc_jax import parallel
 from ssc_jax import report as report_cli
@@ -179,3 +179,47 @@ def test_a_head_trained_on_another_encoder_or_with_other_settings_is_retrained(s
   third = probe.run(config, workdir)["training"]
   assert third["fingerprint"]["probe"]["max_epochs"] == 3
   assert third["fingerprint"]["encoder_sha256"] == second["encoder_sha256"]
+
+
+def test_random_init_reference_standardised_and_sharing_features_across_label_sets(setup,
+                                                                                   tmp_path):
+  memo = probe.Memo()
+  runs = {}
+  for task in ("synthetic_instrument", "synthetic_key"):
+    config = probe_config.get_config(f"{task},smoke,random_init")
+    config.pretrained = setup["export"]
+    config.data.data_dir = setup["data_dir"]
+    workdir = tmp_path / task
+    runs[task] = (workdir, probe.run(config, str(workdir), memo=memo, print_report=False))
+  for task, (workdir, results) in runs.items():
+    assert results["encoder"]["random_init"] and results["name"] == "pretrain (random init)"
+    assert results["encoder"]["batchnorm_recalibration_batches"] == 2
+    assert "random init (seed 0), BatchNorm recalibrated" in results["encoder"]["source"]
+    assert ("head training on standardised (random-init encoder, BatchNorm recalibrated on 2 "
+            "batches) features: training loss") in (workdir / "results.md").read_text()
+    conv = results["training"]["convergence"]
+    assert conv["epochs_run"] == results["training"]["epochs_run"]
+    assert conv["train_loss_drop"] == pytest.approx(conv["train_loss_initial"]
+                                                    - conv["train_loss_final"])
+    pred = np.load(workdir / "predictions.npz")
+    # A meaningful reference: the recalibrated random-init embeddings differ between clips.
+    h = pred["embeddings"]
+    assert np.abs(h[:, None] - h[None]).max() / np.abs(h).max() > 1e-2
+    # The head carries its training-split statistics and scores with them.
+    head, _ = probe.load_head(workdir / probe.HEAD_FILE)
+    assert head.standardizer is not None and results["head"]["standardized"]
+    np.testing.assert_allclose(head.predict(h), pred["scores"], rtol=1e-5, atol=1e-6)
+  # The second label set reused the first one's encoder and embeddings (one memo), relabelled
+  # with its own labels, which match the TFDS reference reader's.
+  first, second = (np.load(w / "predictions.npz") for w, _ in runs.values())
+  np.testing.assert_array_equal(first["embeddings"], second["embeddings"])
+  keys = tracks.load_tracks(DATASET, "test", setup["data_dir"], ["key"])["key"]
+  np.testing.assert_array_equal(np.argmax(second["targets"], 1), keys)
+  assert second["targets"].shape[1] == 24
+  # Rerun in the same workdir: the head (and its statistics) is reused, same test metrics.
+  workdir, results = runs["synthetic_key"]
+  config = probe_config.get_config("synthetic_key,smoke,random_init")
+  config.pretrained = setup["export"]
+  config.data.data_dir = setup["data_dir"]
+  again = probe.run(config, str(workdir), print_report=False)
+  assert again["test"] == results["test"]

@@ -24,7 +24,7 @@ import pytest
 
 from configs import probe as probe_config
 from data_pipelines import prepare
-from data_pipelines import tracks
+from tests import tfds_tracks as tracks
 from data_pipelines.builders import base
 from ssc_jax import checkpoint
 from ssc_jax.evaluation import probe
@@ -178,6 +178,7 @@ EXPECTED = {
     "medleydb": Expected("medleydb", MULTICLASS, 20, _medleydb_test()),
     "emomusic": Expected("emomusic", REGRESSION, 2, _emomusic_test()),
     "synthetic_instrument": Expected("", MULTICLASS, 5, None, chunks=2),
+    "synthetic_register": Expected("", MULTICLASS, 3, None, chunks=2),
     "synthetic_key": Expected("", MULTICLASS, 24, None, chunks=2, key_metrics=True),
     "synthetic_pitch_classes": Expected("", MULTILABEL, 12, None, chunks=2),
 }

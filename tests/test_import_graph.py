@@ -25,12 +25,6 @@ CLIS = frozenset({"ssc_jax.main", "ssc_jax.embed", "ssc_jax.report", "ssc_jax.co
 LAYER_NAMES = ("data_pipelines", "library", "inference", "evaluation", "CLI")
 # Upward imports that another change removes, with that change; each must still exist (the
 # test fails once it is gone, so that its line here is deleted too).
-KNOWN_UPWARD = {
-    # i14-probe: main.py runs the probe after training; train.py no longer evaluates.
-    ("ssc_jax.train", "ssc_jax.evaluation.linear_probe"),
-}
-
-
 def _module_name(path: pathlib.Path) -> str:
   parts = path.relative_to(ROOT).with_suffix("").parts
   return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -107,14 +101,14 @@ def test_the_walk_sees_the_layers():
 
 def test_no_import_points_upward():
   upward = [e for e in _all_imports()
-            if _layer(e[1]) > _layer(e[0], importer=True) and (e[0], e[1]) not in KNOWN_UPWARD]
+            if _layer(e[1]) > _layer(e[0], importer=True)]
   assert not upward, "Imports that point upward:\n" + "\n".join(map(_describe, upward))
 
 
 def test_only_evaluation_and_the_clis_import_evaluation():
   outside = [e for e in _all_imports()
              if e[1].startswith("ssc_jax.evaluation")
-             and _layer(e[0], importer=True) < 3 and (e[0], e[1]) not in KNOWN_UPWARD]
+             and _layer(e[0], importer=True) < 3]
   assert not outside, "\n".join(map(_describe, outside))
 
 
@@ -137,8 +131,3 @@ def test_the_package_root_loads_nothing_at_import():
   top = [e for e in _all_imports() if e[0] == "ssc_jax" and e[3]]
   assert not top, "\n".join(map(_describe, top))
 
-
-def test_known_upward_imports_still_exist():
-  edges = {(a, b) for a, b, _, _ in _all_imports()}
-  gone = KNOWN_UPWARD - edges
-  assert not gone, f"Delete these from KNOWN_UPWARD, they are gone: {sorted(gone)}"

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from configs.common import base_config
 from data_pipelines import datasets
 from data_pipelines import pretrain_input
-from data_pipelines import tracks
+from tests import tfds_tracks as tracks
 
 T, N = 20, 3  # View length and views per item in these tests.
 NUM_TRACKS = 16

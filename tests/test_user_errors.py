@@ -32,7 +32,7 @@ def data_dir(tmp_path_factory):
 def _smoke(data_dir, **data):
   c = demo.get_config("smoke")
   c.data.data_dir = data_dir
-  c.evaluate.linear_probe = False
+  c.evaluate.probe = False
   for k, v in data.items():
     setattr(c.data, k, v)
   return c

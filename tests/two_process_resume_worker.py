@@ -35,7 +35,7 @@ def smoke_config(data_dir: str, total_steps: int):
   c.train.checkpoint_every_steps = CHECKPOINT_EVERY
   c.train.log_every_steps = CHECKPOINT_EVERY
   c.train.record_batch_hashes = True
-  c.evaluate.linear_probe = False
+  c.evaluate.probe = False
   return c
 
 

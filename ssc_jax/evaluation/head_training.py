@@ -84,6 +84,45 @@ class HeadConfig:
                            use_bias=self.use_bias, dropout=self.dropout)
 
 
+@dataclasses.dataclass(frozen=True)
+class Standardizer:
+  """Per-dimension standardisation of features, (x - mean) / std, fitted on training features.
+
+  Attributes:
+    mean: [D] float32 per-dimension mean of the training features.
+    std: [D] float32 per-dimension standard deviation (population); 1 where it is 0, so a
+      constant dimension becomes 0 instead of NaN.
+  """
+  mean: np.ndarray
+  std: np.ndarray
+
+  @classmethod
+  def fit(cls, x: Any) -> Standardizer:
+    """Statistics of training features x [n, D], computed in float64."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) == 0:
+      raise ValueError(f"standardisation needs training features [n >= 1, D], got {x.shape}.")
+    std = x.std(axis=0)
+    return cls(mean=x.mean(axis=0).astype(np.float32),
+               std=np.where(std > 0, std, 1.0).astype(np.float32))
+
+  def __call__(self, x: Any) -> Any:
+    """x [..., D] (NumPy or JAX) standardised with the stored statistics."""
+    return (x - self.mean) / self.std
+
+  def to_dict(self) -> dict[str, np.ndarray]:
+    return {"mean": np.asarray(self.mean), "std": np.asarray(self.std)}
+
+  @classmethod
+  def from_dict(cls, d: dict[str, Any]) -> Standardizer:
+    return cls(mean=np.asarray(d["mean"], np.float32), std=np.asarray(d["std"], np.float32))
+
+
+# A head whose training loss fell by less than this share of its initial value barely moved:
+# its probe measures the optimiser more than the features (docs/evaluation.md).
+BARELY_TRAINED_DROP = 0.05
+
+
 @dataclasses.dataclass
 class TrainedHead:
   """A trained head and how it got there.
@@ -96,6 +135,8 @@ class TrainedHead:
     epochs_run: epochs actually trained.
     stopped_early: True if patience ran out before max_epochs.
     history: one {'epoch', 'train_loss', 'val_loss'} per epoch.
+    initial_train_loss: loss of the untrained head on the first epoch's training rows.
+    standardizer: feature statistics applied before the head (None: raw features).
   """
   config: HeadConfig
   params: Any
@@ -104,6 +145,26 @@ class TrainedHead:
   epochs_run: int
   stopped_early: bool
   history: list[dict[str, float]]
+  initial_train_loss: float = math.nan
+  standardizer: Standardizer | None = None
+
+  def predict(self, x: np.ndarray) -> np.ndarray:
+    """Head outputs [n, K] for raw features x [n, D] (standardised first if fitted so)."""
+    if self.standardizer is not None:
+      x = self.standardizer(np.asarray(x, np.float32))
+    return predict(self.config, self.params, x)
+
+  def convergence(self) -> dict[str, Any]:
+    """Whether the head trained: training loss before training and at the last epoch, the
+    drop (absolute and relative to the initial loss), best and run epochs, and
+    `barely_trained` (relative drop < BARELY_TRAINED_DROP)."""
+    final = self.history[-1]["train_loss"] if self.history else math.nan
+    drop = self.initial_train_loss - final
+    relative = drop / self.initial_train_loss if self.initial_train_loss > 0 else math.nan
+    return {"train_loss_initial": self.initial_train_loss, "train_loss_final": final,
+            "train_loss_drop": drop, "relative_drop": relative,
+            "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+            "barely_trained": not relative >= BARELY_TRAINED_DROP}
 
 
 def per_example_loss(kind: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -196,15 +257,17 @@ def make_epoch_fn(config: HeadConfig, tx: optax.GradientTransformation):
 
 def train_head(config: HeadConfig, sampler: EpochSampler, val_x: np.ndarray,
                val_y: np.ndarray, *,
-               on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainedHead:
+               on_epoch: Callable[[dict[str, float]], None] | None = None,
+               standardizer: Standardizer | None = None) -> TrainedHead:
   """Trains a head with early stopping on the validation loss; returns the best one.
 
   Args:
     config: head and training settings.
-    sampler: gives each epoch's training rows (see `EpochSampler`).
-    val_x: [n_val, D] validation representations (chunk means).
+    sampler: gives each epoch's training rows (see `EpochSampler`), raw features.
+    val_x: [n_val, D] validation representations (chunk means), raw.
     val_y: [n_val, K] validation targets.
     on_epoch: called after each epoch with {'epoch', 'train_loss', 'val_loss'}.
+    standardizer: if given, applied to training and validation features; kept with the head.
 
   Returns:
     TrainedHead with the params of the lowest-validation-loss epoch.
@@ -214,6 +277,8 @@ def train_head(config: HeadConfig, sampler: EpochSampler, val_x: np.ndarray,
                      f"{config.max_epochs}, {config.patience}, {config.batch_size}.")
   if len(val_x) == 0:
     raise ValueError("the validation split is empty; early stopping needs validation tracks.")
+  if standardizer is not None:
+    val_x = standardizer(np.asarray(val_x, np.float32))
   rng = np.random.default_rng(config.seed)
   tx = make_optimizer(config.learning_rate, config.weight_decay)
   params = init_params(config, val_x.shape[1])
@@ -229,11 +294,17 @@ def train_head(config: HeadConfig, sampler: EpochSampler, val_x: np.ndarray,
   history: list[dict[str, float]] = []
   waited = 0
   epoch = 0
+  initial_train_loss = math.nan
   for epoch in range(1, config.max_epochs + 1):
     feats, targets, rows = sampler(epoch, rng)
+    feats, targets = jnp.asarray(feats, jnp.float32), jnp.asarray(targets, jnp.float32)
+    if standardizer is not None:
+      feats = standardizer(feats)
     idx, mask = _epoch_plan(np.asarray(rows), config.batch_size, rng)
-    params, opt_state, train_loss = epoch_fn(params, opt_state, jnp.asarray(feats, jnp.float32),
-                                             jnp.asarray(targets, jnp.float32), idx, mask,
+    if epoch == 1:
+      first = jnp.asarray(rows)
+      initial_train_loss = mean_loss(config, predict_fn(params, feats[first]), targets[first])
+    params, opt_state, train_loss = epoch_fn(params, opt_state, feats, targets, idx, mask,
                                              jax.random.fold_in(key, epoch))
     val_loss = float(val_loss_fn(params))
     record = {"epoch": epoch, "train_loss": float(train_loss), "val_loss": val_loss}
@@ -251,7 +322,8 @@ def train_head(config: HeadConfig, sampler: EpochSampler, val_x: np.ndarray,
         break
   return TrainedHead(config=config, params=best[2], best_epoch=best[1], best_val_loss=best[0],
                      epochs_run=epoch, stopped_early=epoch < config.max_epochs,
-                     history=history)
+                     history=history, initial_train_loss=initial_train_loss,
+                     standardizer=standardizer)
 
 
 def array_sampler(x: np.ndarray, y: np.ndarray) -> EpochSampler:

@@ -80,6 +80,26 @@ def _level_table(rows: Sequence[dict[str, Any]], first: Sequence[str]) -> tuple[
   return header, [[r.get(k, float("nan")) for k in header] for r in rows]
 
 
+def _convergence_lines(results: dict[str, Any]) -> list[str]:
+  """Whether the head trained, and on which features (results of older runs may lack it)."""
+  c = results["training"].get("convergence")
+  if not c:
+    return []
+  enc = results["encoder"]
+  features = "standardised" if results["head"].get("standardized") else "raw"
+  if enc.get("random_init"):
+    features += " (random-init encoder"
+    batches = enc.get("batchnorm_recalibration_batches", 0)
+    features += f", BatchNorm recalibrated on {batches} batches)" if batches else ")"
+  line = (f"* head training on {features} features: training loss {fmt(c['train_loss_initial'])}"
+          f" before training, {fmt(c['train_loss_final'])} at the last epoch (drop "
+          f"{fmt(c['train_loss_drop'])}, {100 * c['relative_drop']:.1f}%)")
+  if c["barely_trained"]:
+    line += ("; **the head barely trained: this probe measures the optimiser more than the "
+             "features** (see docs/evaluation.md)")
+  return [line]
+
+
 def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
   """Writes results.json/.md/.csv (+ robustness.csv, prototypes.csv); returns the markdown."""
   workdir = paths.resolve(workdir)
@@ -97,6 +117,7 @@ def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
       f"* learning rate {t['learning_rate']:g}; best epoch {t['best_epoch']} of "
       f"{t['epochs_run']} (early stopping {'stopped' if t['stopped_early'] else 'not triggered'}"
       f"); best validation loss {t['best_val_loss']:.4f}",
+      *_convergence_lines(results),
       f"* test: every track once, chunk-mean of the first {results['max_chunks']} chunks of "
       f"{results['view_length']} samples", "",
       "## Test metrics", "", markdown_table(["metric", "value"], test), ""]

@@ -1,8 +1,9 @@
-"""Whole tracks and their labels in memory, for embedding small evaluation sets.
+"""Test reference reader: whole tracks and their labels in memory, straight from TFDS.
 
 `load_tracks("synthetic_music/demo", "test", data_dir, ["key", "pitch_classes"])` returns the
 split's tracks in index order (the order of the split's shard files, as TFDS slicing counts)
-as NumPy arrays. Meant for small sets (the demo's linear probe): everything is held in memory.
+as NumPy arrays. The evaluation tests compare the probe's input path (chunking, sharding,
+exactly-once reduction) with plain model calls on these tracks. Small sets only.
 """
 
 from __future__ import annotations
