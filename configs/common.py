@@ -7,7 +7,7 @@ refused.
 
 import ml_collections
 
-from ssc_jax.augment import config as augment_config
+from configs import augment
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -42,8 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.shuffle_buffer = 256  # Examples held by each host's shuffle buffer.
 
   # --- On-device augmentation (spec §5); applied inside the jitted step. ---
-  # Fields (chain, severity, per-transform overrides) are documented in ssc_jax/augment/config.py.
-  c.augment = augment_config.default_config()
+  # Fields (chain, severity, per-transform overrides) are documented in configs/augment.py.
+  c.augment = augment.defaults()
 
   # --- Loss (spec §2). ---
   c.loss = ml_collections.ConfigDict()
@@ -83,15 +83,21 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.record_batch_hashes = False
 
   # --- Multi-process start-up (spec: jax.distributed only when asked). ---
-  c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
-  c.distributed.coordinator_address = ""  # host:port; "" = auto-detect from the cluster.
-  c.distributed.num_processes = 0  # 0 = auto-detect.
-  c.distributed.process_id = -1  # -1 = auto-detect.
+  c.distributed = distributed()
 
   # --- Evaluation run after pretraining (the demo uses it). ---
   c.evaluate = ml_collections.ConfigDict()
   c.evaluate.linear_probe = False  # Fit linear probes on frozen embeddings after training.
   # Label sets to probe.
   c.evaluate.label_keys = ("instrument", "register", "key", "pitch_classes")
+  return c
+
+
+def distributed() -> ml_collections.ConfigDict:
+  """The multi-process start-up section of every config (spec: jax.distributed only when asked)."""
+  c = ml_collections.ConfigDict()
+  c.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
+  c.coordinator_address = ""  # host:port; "" = auto-detect from the cluster.
+  c.num_processes = 0  # 0 = auto-detect.
+  c.process_id = -1  # -1 = auto-detect.
   return c
