@@ -94,6 +94,8 @@ def test_bad_config_is_refused_before_any_work():
     augment.make_augment_fn(_config(["filtering"], filtering__p=1.5), SR)
   with pytest.raises(ValueError, match="gain.min_db"):
     augment.make_augment_fn(_config(["gain"], gain__min_db=10.0), SR)
+  with pytest.raises(ValueError, match="unknown strategy 'gpu'"):
+    augment.make_augment_fn(_config(["gain"], strategy="gpu"), SR)
 
 
 def test_config_overrides_and_severity_table():

@@ -2,7 +2,8 @@
 
 Everything is jit-able, vmapped over (item, view) with static shapes, and seeded by explicit
 PRNG keys. The `augment` config section (its defaults are plain data in configs/augment.py)
-says which transforms run; `registry.TABLE` lists them. See docs/augmentation.md for the semantics, the DSP designs and the benchmark.
+says which transforms run; `registry.TABLE` lists them, one entry each. See
+docs/augmentation.md for the semantics, the DSP designs and the benchmark.
 
 Public API:
   make_augment_fn(config, sample_rate)   fn(key, audio [B, N, T]) -> [B, N, T] for the train step.
@@ -24,6 +25,7 @@ from ssc_jax.augment.robustness import single_corruption_levels
 from ssc_jax.augment.robustness import tier2_levels
 
 __all__ = [
-    "CHAIN_NAMES", "CORRUPTION_NAMES", "RobustnessLevel", "TRANSFORM_NAMES", "identity", "make_augment_fn", "make_corruption_fn", "make_level_fn",
+    "CHAIN_NAMES", "CORRUPTION_NAMES", "RobustnessLevel", "TRANSFORM_NAMES", "identity",
+    "make_augment_fn", "make_corruption_fn", "make_level_fn",
     "robustness_levels", "single_corruption_levels", "tier2_levels",
 ]

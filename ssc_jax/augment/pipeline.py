@@ -41,6 +41,10 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   """
   names = tuple(augment_config.chain)
   registry.check_names(names)
+  strategy = strategy or augment_config.get("strategy") or None
+  if strategy not in (None,) + chain.STRATEGIES:
+    raise ValueError(f"augment config: unknown strategy {strategy!r}; use one of "
+                     f"{', '.join(chain.STRATEGIES)} or '' (by backend).")
   settings = severity_lib.resolve(augment_config, sample_rate)
   if settings.severity == 0 or not names or settings.compose_p <= 0.0:
     return identity
@@ -48,12 +52,11 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   transforms = [t for t in transforms if t.p > 0.0]
   if not transforms:
     return identity
-  return chain.batched(transforms, settings.compose_p,
-                       strategy or augment_config.get("strategy") or None)
+  return chain.batched(transforms, settings.compose_p, strategy)
 
 
 def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,
-                       with_chain: bool, strategy: str | None = None) -> chain.BatchFn:
+                       with_chain: bool) -> chain.BatchFn:
   """Builds a robustness-test corruption (spec §7.4) from the same transforms.
 
   Args:
@@ -63,7 +66,6 @@ def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,
       min(1, 0.4 severity). 0 = no corruption at all.
     sample_rate: Hz.
     with_chain: prepend the 6-transform pretraining chain at `severity`.
-    strategy: as in `make_augment_fn`.
 
   Returns:
     fn(key, audio [B, N, T]) -> [B, N, T]. For the protocol, pass one track per item and its
@@ -72,4 +74,4 @@ def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,
   cfg = augment_defaults.defaults()
   cfg.chain = (tuple(cfg.chain) if with_chain else ()) + tuple(names)
   cfg.severity = severity
-  return make_augment_fn(cfg, sample_rate, strategy)
+  return make_augment_fn(cfg, sample_rate)
