@@ -17,8 +17,9 @@ chain at severity 2, as the original's ablation configs. p_s is applied once (th
 code applied it twice, an effective fraction of about p_s², spec §10.1); to reproduce that, add
 `--config.data.labeled_fraction=<p_s squared>`. The `,smoke` option swaps in the tiny synthetic
 dataset, a 1/8-width model, a batch of 2-20 items and one step at the preset's own N, b_s,
-p_s (raised to 1/8 where it would keep none of the tiny set's 8 labeled tracks) and positives (every preset's
-smoke form runs a step in tests/test_paper_presets.py, on 2 devices). Unknown presets are refused.
+p_s (raised to 1/8 where it would keep none of the tiny set's 8 labeled tracks) and positives
+(every preset's smoke form runs a step in tests/test_paper_presets.py, on 2 devices). Unknown
+presets are refused.
 """
 
 import ml_collections

@@ -180,6 +180,15 @@ def test_every_transform_agrees_between_the_accelerator_and_the_cpu_strategies()
         np.testing.assert_allclose(out, ref, rtol=0, atol=1e-5, err_msg=f"{t.name}: {how}")
 
 
+def test_the_table_and_the_config_defaults_name_the_same_sections():
+  """configs/augment.py (plain data) holds the defaults of exactly the table's sections."""
+  defaults = augment_defaults.defaults()
+  sections = {k for k, v in defaults.items() if isinstance(v, type(defaults))}
+  assert sections == {s.name for s in registry.SECTIONS}
+  assert set(augment_defaults.BASE_CHAIN) <= set(registry.CHAIN_NAMES)
+  assert registry.TRANSFORM_NAMES == registry.CHAIN_NAMES + registry.CORRUPTION_NAMES
+
+
 def test_robustness_ladder():
   levels = augment.robustness_levels()
   assert [lv.name for lv in levels] == [f"severity_{s}" for s in range(5)] + [

@@ -214,47 +214,50 @@ _FILTERING = Section(
     _check_filtering)
 
 TABLE: tuple[Entry, ...] = (
-    Entry("gain", CHAIN, Section(
+    Entry("gain", CHAIN, build=_gain, section=Section(
         "gain", _plain(gain_lib.GainSettings),
-        lambda s, sr: {"p": min(0.7, 0.4 * s), "min_db": -15.0 * s, "max_db": 5.0 * s}), _gain),
-    Entry("polarity_inversion", CHAIN, Section(
+        lambda s, sr: {"p": min(0.7, 0.4 * s), "min_db": -15.0 * s, "max_db": 5.0 * s})),
+    Entry("polarity_inversion", CHAIN, build=_polarity, section=Section(
         "polarity_inversion", _plain(gain_lib.PolaritySettings),
-        lambda s, sr: {"p": min(0.8, 0.6 * s)}), _polarity),
-    Entry("colored_noise", CHAIN, Section(
+        lambda s, sr: {"p": min(0.8, 0.6 * s)})),
+    Entry("colored_noise", CHAIN, build=_noise, section=Section(
         "colored_noise", _plain(noise.NoiseSettings),
         lambda s, sr: {"p": min(0.8, 0.6 * s), "min_snr_db": 3.0 / s, "max_snr_db": 30.0 / s,
-                       "min_decay": -2.0 * s, "max_decay": 2.0 * s}), _noise),
-    Entry("filtering", CHAIN, _FILTERING, _filtering),
-    Entry("pitch_shift", CHAIN, Section(
+                       "min_decay": -2.0 * s, "max_decay": 2.0 * s})),
+    Entry("filtering", CHAIN, build=_filtering, section=_FILTERING),
+    Entry("pitch_shift", CHAIN, build=_pitch, section=Section(
         "pitch_shift", _pitch_settings,
-        lambda s, sr: {"p": min(0.75, 0.6 * s), "max_semitones": 4.0 * s}, _check_pitch),
-          _pitch),
-    Entry("delay", CHAIN, Section("delay", _delay_settings, _delay_row, _check_delay), _delay),
-    *(Entry(kind, FILTER, _FILTERING, _single_filter(kind)) for kind in filters.FILTER_KINDS),
-    Entry("timestretch", CORRUPTION, Section(
+        lambda s, sr: {"p": min(0.75, 0.6 * s), "max_semitones": 4.0 * s}, _check_pitch)),
+    Entry("delay", CHAIN, build=_delay,
+          section=Section("delay", _delay_settings, _delay_row, _check_delay)),
+    *(Entry(kind, FILTER, build=_single_filter(kind), section=_FILTERING)
+      for kind in filters.FILTER_KINDS),
+    Entry("timestretch", CORRUPTION, build=_timestretch, section=Section(
         "timestretch", _plain(stretch.TimeStretchSettings),
-        check=lambda ts, sr: _check(ts.min_rate > 0, "timestretch.min_rate must be positive.")),
-          _timestretch),
-    Entry("splice", CORRUPTION, Section("splice", _plain(edit.SpliceSettings)), _splice),
-    Entry("reverb", CORRUPTION, Section("reverb", _plain(reverb_lib.ReverbSettings)),
-          _deterministic("reverb", reverb_lib.reverb)),
-    Entry("chorus", CORRUPTION, Section("chorus", _plain(chorus_lib.ChorusSettings)),
-          _deterministic("chorus", chorus_lib.chorus)),
-    Entry("distortion", CORRUPTION, Section("distortion", _plain(dynamics.DistortionSettings)),
-          _deterministic("distortion", lambda x, st, sr: dynamics.distortion(x, st))),
-    Entry("compression", CORRUPTION, Section(
-        "compression", _plain(dynamics.CompressorSettings),
-        check=lambda c, sr: _check(c.ratio >= 1.0, "compression.ratio must be >= 1.")),
-          _deterministic("compression", dynamics.compressor)),
-    Entry("reverse", CORRUPTION, Section("reverse", _plain(edit.ReverseSettings)),
-          _deterministic("reverse", lambda x, st, sr: edit.reverse(x))),
-    Entry("bitcrush", CORRUPTION, Section(
-        "bitcrush", _plain(dynamics.BitcrushSettings),
-        check=lambda b, sr: _check(1 <= b.bits <= 24,
-                                   f"bitcrush.bits must be in 1..24, got {b.bits}.")),
-          _deterministic("bitcrush", lambda x, st, sr: dynamics.bitcrush(x, st))),
-    Entry("mp3", CORRUPTION, Section("mp3", _plain(codec.CodecSettings)),
-          _deterministic("mp3", codec.mp3_like)),
+        check=lambda ts, sr: _check(ts.min_rate > 0, "timestretch.min_rate must be positive."))),
+    Entry("splice", CORRUPTION, build=_splice,
+          section=Section("splice", _plain(edit.SpliceSettings))),
+    Entry("reverb", CORRUPTION, build=_deterministic("reverb", reverb_lib.reverb),
+          section=Section("reverb", _plain(reverb_lib.ReverbSettings))),
+    Entry("chorus", CORRUPTION, build=_deterministic("chorus", chorus_lib.chorus),
+          section=Section("chorus", _plain(chorus_lib.ChorusSettings))),
+    Entry("distortion", CORRUPTION,
+          build=_deterministic("distortion", lambda x, st, sr: dynamics.distortion(x, st)),
+          section=Section("distortion", _plain(dynamics.DistortionSettings))),
+    Entry("compression", CORRUPTION, build=_deterministic("compression", dynamics.compressor),
+          section=Section(
+              "compression", _plain(dynamics.CompressorSettings),
+              check=lambda c, sr: _check(c.ratio >= 1.0, "compression.ratio must be >= 1."))),
+    Entry("reverse", CORRUPTION, build=_deterministic("reverse", lambda x, st, sr: edit.reverse(x)),
+          section=Section("reverse", _plain(edit.ReverseSettings))),
+    Entry("bitcrush", CORRUPTION,
+          build=_deterministic("bitcrush", lambda x, st, sr: dynamics.bitcrush(x, st)),
+          section=Section(
+              "bitcrush", _plain(dynamics.BitcrushSettings),
+              check=lambda b, sr: _check(1 <= b.bits <= 24,
+                                         f"bitcrush.bits must be in 1..24, got {b.bits}."))),
+    Entry("mp3", CORRUPTION, build=_deterministic("mp3", codec.mp3_like),
+          section=Section("mp3", _plain(codec.CodecSettings))),
 )
 
 # ------------------------------------------------------------------- derived from TABLE ---
@@ -280,4 +283,6 @@ def build(name: str, settings: Any, sample_rate: int) -> chain.Transform:
   """The transform called `name`, configured by `settings` (a `severity.Settings`)."""
   check_names([name])
   entry = ENTRIES[name]
-  return entry.build(settings.sections[entry.section.name], sample_rate)
+  transform = entry.build(settings.sections[entry.section.name], sample_rate)
+  assert transform.name == name, (transform.name, name)
+  return transform
