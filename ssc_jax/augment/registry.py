@@ -41,7 +41,8 @@ _FFT_BRANCH_VIEWS = 4
 Row = Callable[[float, int], dict[str, Any]]  # (s = severity / 2, sample_rate) -> fields.
 
 
-def _check(condition: bool, message: str) -> None:
+def require(condition: bool, message: str) -> None:
+  """Raises ValueError("augment config: <message>") unless `condition`."""
   if not condition:
     raise ValueError(f"augment config: {message}")
 
@@ -55,7 +56,7 @@ class Section:
     settings: (fields, sample_rate) -> the settings object the builder takes; fields are the
       section's values, None ones filled from `severity_row`.
     severity_row: the spec §5.2 row, (s, sample_rate) -> fields; None for fixed parameters.
-    check: (settings, sample_rate) -> None, raising ValueError via `_check` for values no
+    check: (settings, sample_rate) -> None, raising ValueError via `require` for values no
       transform can use. Probabilities in [0, 1] and min_* <= max_* pairs are checked for
       every section.
   """
@@ -134,7 +135,7 @@ def _single_filter(kind: str) -> Callable[[filters.FilterSettings, int], chain.T
 
 
 def _check_filtering(f: filters.FilterSettings, sr: int) -> None:
-  _check(f.center_min_hz > 0 and f.lowpass_min_hz > 0 and f.highpass_min_hz > 0,
+  require(f.center_min_hz > 0 and f.lowpass_min_hz > 0 and f.highpass_min_hz > 0,
          "filter frequencies must be positive.")
 
 
@@ -151,9 +152,9 @@ def _pitch_settings(fields: dict[str, Any], sr: int) -> pitch.PitchShiftSettings
 
 
 def _check_pitch(ps: pitch.PitchShiftSettings, sr: int) -> None:
-  _check(ps.overlap in (2, 4), f"pitch_shift.overlap must be 2 or 4, got {ps.overlap}.")
+  require(ps.overlap in (2, 4), f"pitch_shift.overlap must be 2 or 4, got {ps.overlap}.")
   if ps.p > 0:
-    _check(len(pitch.fast_ratios(sr, ps.max_semitones)) > 0,
+    require(len(pitch.fast_ratios(sr, ps.max_semitones)) > 0,
            f"pitch_shift.max_semitones={ps.max_semitones} leaves no transposition in the "
            f"discrete set for {sr} Hz.")
 
@@ -180,8 +181,8 @@ def _delay_settings(fields: dict[str, Any], sr: int) -> delay_lib.DelaySettings:
 
 
 def _check_delay(d: delay_lib.DelaySettings, sr: int) -> None:
-  _check(d.min_samples >= 1, "delay.min_ms must be at least one sample.")
-  _check(min(d.repeats) >= 0, f"delay repeats must be >= 0, got {d.repeats}.")
+  require(d.min_samples >= 1, "delay.min_ms must be at least one sample.")
+  require(min(d.repeats) >= 0, f"delay repeats must be >= 0, got {d.repeats}.")
 
 
 # ------------------------------------------------------------------ corruptions (§5.3) ---
@@ -234,7 +235,7 @@ TABLE: tuple[Entry, ...] = (
       for kind in filters.FILTER_KINDS),
     Entry("timestretch", CORRUPTION, build=_timestretch, section=Section(
         "timestretch", _plain(stretch.TimeStretchSettings),
-        check=lambda ts, sr: _check(ts.min_rate > 0, "timestretch.min_rate must be positive."))),
+        check=lambda ts, sr: require(ts.min_rate > 0, "timestretch.min_rate must be positive."))),
     Entry("splice", CORRUPTION, build=_splice,
           section=Section("splice", _plain(edit.SpliceSettings))),
     Entry("reverb", CORRUPTION, build=_deterministic("reverb", reverb_lib.reverb),
@@ -247,14 +248,14 @@ TABLE: tuple[Entry, ...] = (
     Entry("compression", CORRUPTION, build=_deterministic("compression", dynamics.compressor),
           section=Section(
               "compression", _plain(dynamics.CompressorSettings),
-              check=lambda c, sr: _check(c.ratio >= 1.0, "compression.ratio must be >= 1."))),
+              check=lambda c, sr: require(c.ratio >= 1.0, "compression.ratio must be >= 1."))),
     Entry("reverse", CORRUPTION, build=_deterministic("reverse", lambda x, st, sr: edit.reverse(x)),
           section=Section("reverse", _plain(edit.ReverseSettings))),
     Entry("bitcrush", CORRUPTION,
           build=_deterministic("bitcrush", lambda x, st, sr: dynamics.bitcrush(x, st)),
           section=Section(
               "bitcrush", _plain(dynamics.BitcrushSettings),
-              check=lambda b, sr: _check(1 <= b.bits <= 24,
+              check=lambda b, sr: require(1 <= b.bits <= 24,
                                          f"bitcrush.bits must be in 1..24, got {b.bits}."))),
     Entry("mp3", CORRUPTION, build=_deterministic("mp3", codec.mp3_like),
           section=Section("mp3", _plain(codec.CodecSettings))),

@@ -38,31 +38,26 @@ class Settings:
     raise AttributeError(name)
 
 
-def _check(condition: bool, message: str) -> None:
-  if not condition:
-    raise ValueError(f"augment config: {message}")
-
-
 def _fields(config: ml_collections.ConfigDict, section: registry.Section, s: float,
             sample_rate: int) -> dict[str, Any]:
   """The section's severity row updated by every non-None field of its config section."""
   out = dict(section.severity_row(s, sample_rate)) if section.severity_row else {}
   values = config.get(section.name)
-  _check(values is not None, f"no section {section.name!r} (its defaults are in "
-         "configs/augment.py).")
+  registry.require(values is not None, f"no section {section.name!r} (its defaults are in "
+                   "configs/augment.py).")
   out.update((key, value) for key, value in values.items() if value is not None)
   return out
 
 
 def _check_ranges(name: str, settings: Any) -> None:
   """p in [0, 1] and every min_* field (…_min_…) at most its max_* partner."""
-  _check(0.0 <= settings.p <= 1.0, f"{name}.p must be in [0, 1], got {settings.p}.")
+  registry.require(0.0 <= settings.p <= 1.0, f"{name}.p must be in [0, 1], got {settings.p}.")
   values = dataclasses.asdict(settings)
   for lo, low in values.items():
     hi = lo.replace("min", "max", 1)
     if "min" in lo and hi in values:
-      _check(low <= values[hi], f"{name}.{lo} ({low}) must not exceed {name}.{hi} "
-             f"({values[hi]}).")
+      registry.require(low <= values[hi], f"{name}.{lo} ({low}) must not exceed "
+                       f"{name}.{hi} ({values[hi]}).")
 
 
 def resolve(config: ml_collections.ConfigDict, sample_rate: int) -> Settings:
@@ -79,15 +74,15 @@ def resolve(config: ml_collections.ConfigDict, sample_rate: int) -> Settings:
     ValueError: naming the field, for an out-of-range severity, probability or range.
   """
   severity = config.severity
-  _check(isinstance(severity, int) and 0 <= severity <= MAX_SEVERITY,
-         f"severity must be an int in 0..{MAX_SEVERITY}, got {severity!r}.")
-  _check(sample_rate > 0, f"sample_rate must be positive, got {sample_rate}.")
+  registry.require(isinstance(severity, int) and 0 <= severity <= MAX_SEVERITY,
+                   f"severity must be an int in 0..{MAX_SEVERITY}, got {severity!r}.")
+  registry.require(sample_rate > 0, f"sample_rate must be positive, got {sample_rate}.")
   # Severity 0 disables augmentation; its s = 0 would divide by zero, so the rows are
   # evaluated at s = 1 and never applied.
   s = severity / 2 if severity > 0 else 1.0
   compose_p = config.get("compose_p")
   compose_p = float(min(1.0, 0.8 * s) if compose_p is None else compose_p)
-  _check(0.0 <= compose_p <= 1.0, f"compose_p must be in [0, 1], got {compose_p}.")
+  registry.require(0.0 <= compose_p <= 1.0, f"compose_p must be in [0, 1], got {compose_p}.")
   sections = {}
   for section in registry.SECTIONS:
     settings = section.settings(_fields(config, section, s, sample_rate), sample_rate)
