@@ -42,6 +42,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+from configs import augment as augment_defaults  # noqa: E402
 from data_pipelines import conventions  # noqa: E402
 from ssc_jax import augment  # noqa: E402
 
@@ -206,13 +207,13 @@ def main() -> None:
   print(f"jax {jax.__version__}, backend {jax.default_backend()}, {os.cpu_count()} CPUs; "
         f"views of {T} samples at {SR} Hz, batch {args.batch} x {VIEWS} views")
   runners = {"ours (default, pitch overlap 2)": _augment_runner(args.batch,
-                                                                augment.default_config())}
-  fine = augment.default_config()
+                                                                augment_defaults.defaults())}
+  fine = augment_defaults.defaults()
   fine.pitch_shift.overlap = 4
   runners["ours (pitch overlap 4)"] = _augment_runner(args.batch, fine)
   if args.breakdown:
-    for name in augment.BASE_CHAIN:
-      cfg = augment.default_config()
+    for name in augment_defaults.BASE_CHAIN:
+      cfg = augment_defaults.defaults()
       cfg.chain, cfg.compose_p = (name,), 1.0
       runners[f"  {name} alone"] = _augment_runner(args.batch, cfg)
   if args.model:

@@ -7,7 +7,7 @@ refused.
 
 import ml_collections
 
-from ssc_jax.augment import config as augment_config
+from configs import augment
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -42,8 +42,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.shuffle_buffer = 256  # Examples held by each host's shuffle buffer.
 
   # --- On-device augmentation (spec §5); applied inside the jitted step. ---
-  # Fields (chain, severity, per-transform overrides) are documented in ssc_jax/augment/config.py.
-  c.augment = augment_config.default_config()
+  # Fields (chain, severity, per-transform overrides) are documented in configs/augment.py.
+  c.augment = augment.defaults()
 
   # --- Loss (spec §2). ---
   c.loss = ml_collections.ConfigDict()
@@ -98,11 +98,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_unlabeled_split = "validation"  # Split of data.unlabeled validated on.
 
   # --- Multi-process start-up (spec: jax.distributed only when asked). ---
-  c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
-  c.distributed.coordinator_address = ""  # host:port; "" = auto-detect from the cluster.
-  c.distributed.num_processes = 0  # 0 = auto-detect.
-  c.distributed.process_id = -1  # -1 = auto-detect.
+  c.distributed = distributed()
 
   # --- Probes run by ssc_jax.main after pretraining (the demo uses them). ---
   c.evaluate = ml_collections.ConfigDict()
@@ -114,4 +110,14 @@ def base_config() -> ml_collections.ConfigDict:
   # The random-init reference: BatchNorm statistics recalibrated on this many batches of the
   # probe's training audio (docs/evaluation.md; 0 would give a degenerate reference).
   c.evaluate.reference_recalibrate_batchnorm_batches = 8
+  return c
+
+
+def distributed() -> ml_collections.ConfigDict:
+  """The multi-process start-up section of every config (spec: jax.distributed only when asked)."""
+  c = ml_collections.ConfigDict()
+  c.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
+  c.coordinator_address = ""  # host:port; "" = auto-detect from the cluster.
+  c.num_processes = 0  # 0 = auto-detect.
+  c.process_id = -1  # -1 = auto-detect.
   return c

@@ -16,8 +16,10 @@ Every ablation runs 50k steps at B·N = 192 with SampleCNN, τ 0.1, Adam 1e-4 an
 chain at severity 2, as the original's ablation configs. p_s is applied once (the original's
 code applied it twice, an effective fraction of about p_s², spec §10.1); to reproduce that, add
 `--config.data.labeled_fraction=<p_s squared>`. The `,smoke` option swaps in the tiny synthetic
-dataset, a 1/8-width model and one step at the preset's own N, b_s, p_s and positives
-(used by the tests). Unknown presets are refused.
+dataset, a 1/8-width model, a batch of 2-20 items and one step at the preset's own N, b_s,
+p_s (raised to 1/8 where it would keep none of the tiny set's 8 labeled tracks) and positives
+(every preset's smoke form runs a step in tests/test_paper_presets.py, on 2 devices). Unknown
+presets are refused.
 """
 
 import ml_collections
@@ -82,9 +84,16 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
   c.data.unlabeled = "synthetic_music/tiny" if c.data.unlabeled else ""
   c.data.labeled_split, c.data.unlabeled_split = "train", "unlabeled"
   c.data.label_key = "instrument"
-  # The smallest multiple of 8 (the test devices) that holds at least one labeled item.
+  # The tiny set has 8 labeled tracks, of which p_s keeps round(p_s·8): none for ps=0.05, so
+  # the smoke form raises such a p_s to 1/8 (one track).
+  if c.data.labeled_share and c.data.labeled_fraction * 8 < 0.5:
+    c.data.labeled_fraction = 1 / 8
+  # The smallest even batch (the tests shard it over 2 devices) of which b_s is a whole number
+  # of items, at least one when b_s > 0: 2 items at b_s 0, 0.5 or 1, 4 at 0.25 and 0.75, 10 at
+  # 0.1, 20 at 0.05.
   share = c.data.labeled_share
-  c.data.batch_size = next(b for b in range(8, 200, 8) if share == 0 or int(b * share) >= 1)
+  c.data.batch_size = next(b for b in range(2, 200, 2) if share == 0 or (
+      b * share >= 1 and abs(b * share - round(b * share)) < 1e-9))
   c.data.shuffle_buffer = 16
   c.model.width = 0.125
   c.train.total_steps = 1

@@ -33,6 +33,8 @@ robustness sweep later: `--config=configs/probe.py:mtat_top50,robustness`.
 
 import ml_collections
 
+from configs import common
+
 # task -> (TFDS dataset, label key, head, learning rate, max epochs, early-stopping patience).
 TASKS = {
     "mtat_top50": ("mtat/top50", "tags", "mlp", 3e-4, 100, 15),
@@ -150,12 +152,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.report.projection = "tsne"  # 2-D map of test embeddings: "tsne", "pca" or "none".
   c.report.max_points = 2000  # Tracks drawn in the map (random subsample above).
 
-  # --- Multi-process start-up (read by ssc_jax.main before dispatching). ---
-  c.distributed = ml_collections.ConfigDict()
-  c.distributed.initialize = False  # True: jax.distributed.initialize() (auto-detects TPU/SLURM).
-  c.distributed.coordinator_address = ""  # host:port; "" = auto-detect.
-  c.distributed.num_processes = 0  # 0 = auto-detect.
-  c.distributed.process_id = -1  # -1 = auto-detect.
+  c.distributed = common.distributed()  # Read by ssc_jax.main before dispatching.
 
   if "linear" in options and "mlp" in options:
     raise ValueError("configs/probe.py: options 'linear' and 'mlp' exclude each other.")

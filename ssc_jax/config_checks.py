@@ -243,9 +243,10 @@ def check_similarity_labels(config: ml_collections.ConfigDict,
 
 
 # Fields that may differ between a run and its resumption: they do not change what a step
-# computes (budget, logging, checkpoint cadence, topology, where data lives, evaluation).
+# computes (budget, logging, checkpoint cadence, topology, where data lives, evaluation, how
+# the augmentation is scheduled: every strategy draws the same).
 _RESUMABLE_PREFIXES = ("train.", "distributed.", "evaluate.", "data.data_dir",
-                       "data.cache_megabytes")
+                       "data.cache_megabytes", "augment.strategy")
 _ABSENT = "(absent)"
 
 

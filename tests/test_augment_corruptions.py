@@ -3,11 +3,14 @@
 import jax.numpy as jnp
 import numpy as np
 
+from configs import augment as augment_defaults
 from ssc_jax.augment import chorus as chorus_lib
 from ssc_jax.augment import codec
 from ssc_jax.augment import reverb as reverb_lib
+from ssc_jax.augment import severity
 
 SR = 22050
+DEFAULTS = severity.resolve(augment_defaults.defaults(), SR)  # The spec's parameters.
 
 
 def _freeverb_loop(x, sample_rate, room_size=1.0, damping=0.5, wet=1.0, dry=1.0, width=1.0):
@@ -39,7 +42,7 @@ def _freeverb_loop(x, sample_rate, room_size=1.0, damping=0.5, wet=1.0, dry=1.0,
 
 def test_reverb_matches_the_freeverb_recursion():
   x = np.random.default_rng(0).normal(size=3000).astype(np.float64) * 0.3
-  settings = reverb_lib.ReverbSettings()
+  settings = DEFAULTS.reverb
   y = np.asarray(reverb_lib.reverb(jnp.asarray(x, jnp.float32), settings, SR))
   np.testing.assert_allclose(y, _freeverb_loop(x, SR), atol=2e-4)
 
@@ -48,7 +51,7 @@ def test_chorus_reads_the_input_at_the_modulated_delay():
   # On a ramp, linear interpolation is exact: y[n] = x(n - D(n)) reveals the delay D(n).
   n = np.arange(SR, dtype=np.float64)
   x = (n / SR).astype(np.float32)
-  y = np.asarray(chorus_lib.chorus(jnp.asarray(x), chorus_lib.ChorusSettings(), SR), np.float64)
+  y = np.asarray(chorus_lib.chorus(jnp.asarray(x), DEFAULTS.chorus, SR), np.float64)
   measured_ms = (n - y * SR)[400:] / SR * 1000
   t = n[400:] / SR
   expected_ms = np.maximum(1.0, 7.0 - 10.0 * np.sin(2 * np.pi * 5.0 * t))
@@ -57,14 +60,14 @@ def test_chorus_reads_the_input_at_the_modulated_delay():
 
 def test_codec_transform_reconstructs_exactly_without_quantisation():
   x = jnp.asarray(np.random.default_rng(1).normal(size=7000).astype(np.float32))
-  y = codec.mp3_like(x, codec.CodecSettings(), SR, quantise=False)
+  y = codec.mp3_like(x, DEFAULTS.mp3, SR, quantise=False)
   np.testing.assert_allclose(y, x, atol=1e-5)
 
 
 def test_codec_lowpasses_and_degrades_by_the_band_snr():
   rng = np.random.default_rng(2)
   x = rng.normal(size=SR).astype(np.float32) * 0.2
-  settings = codec.CodecSettings()
+  settings = DEFAULTS.mp3
   y = np.asarray(codec.mp3_like(jnp.asarray(x), settings, SR))
   assert np.all(np.isfinite(y))
   spec_x, spec_y = (np.abs(np.fft.rfft(v[2000:-2000])) ** 2 for v in (x, y))

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from ssc_jax import augment
+from configs import augment as augment_defaults
 from ssc_jax.augment import pitch
 from ssc_jax.augment import severity
 
@@ -36,7 +36,7 @@ SPEC = {
 
 
 def _resolved(level: int) -> severity.Settings:
-  config = augment.default_config()
+  config = augment_defaults.defaults()
   config.severity = level
   return severity.resolve(config, SR)
 

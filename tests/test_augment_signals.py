@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssc_jax import augment
+from configs import augment as augment_defaults
 from ssc_jax.augment import delay as delay_lib
 from ssc_jax.augment import dynamics
 from ssc_jax.augment import edit
@@ -17,7 +17,7 @@ SR = 22050
 
 
 def _settings(level=2):
-  cfg = augment.default_config()
+  cfg = augment_defaults.defaults()
   cfg.severity = level
   return severity.resolve(cfg, SR)
 
@@ -107,7 +107,7 @@ def test_reverse_is_exact():
 def test_bitcrush_rounds_to_steps_of_2_to_the_minus_bits_like_pedalboard():
   # bits = 4: a step of 1/16, round half to even, no saturation (pedalboard.Bitcrush).
   x = jnp.asarray([0.03, 0.04, -0.97, 1.0, 0.03125, 0.09375, -0.03125, 0.7], jnp.float32)
-  y = dynamics.bitcrush(x, dynamics.BitcrushSettings(bits=4))
+  y = dynamics.bitcrush(x, dynamics.BitcrushSettings(p=1.0, bits=4))
   np.testing.assert_array_equal(y, [0.0, 0.0625, -1.0, 1.0, 0.0, 0.125, 0.0, 0.6875])
 
 
@@ -116,19 +116,19 @@ def test_bitcrush_level_count_and_error_bound(bits):
   x = jnp.asarray(np.concatenate([np.linspace(-1.0, 1.0, 20001),
                                   np.random.default_rng(5).uniform(-1, 1, 20000)]).astype(
                                       np.float32))
-  y = np.asarray(dynamics.bitcrush(x, dynamics.BitcrushSettings(bits=bits)))
+  y = np.asarray(dynamics.bitcrush(x, dynamics.BitcrushSettings(p=1.0, bits=bits)))
   assert len(np.unique(y)) == 2 ** (bits + 1) + 1  # The ramp visits every level.
   assert np.max(np.abs(y - np.asarray(x))) <= 2.0 ** -(bits + 1)
 
 
 def test_distortion_is_tanh_of_the_driven_signal():
   x = np.linspace(-1, 1, 101).astype(np.float32)
-  y = dynamics.distortion(jnp.asarray(x), dynamics.DistortionSettings(drive_db=9.0))
+  y = dynamics.distortion(jnp.asarray(x), dynamics.DistortionSettings(p=1.0, drive_db=9.0))
   np.testing.assert_allclose(y, np.tanh(x * 10 ** (9 / 20)), rtol=1e-5, atol=1e-6)
 
 
 def test_compressor_settles_to_the_static_curve():
-  st = dynamics.CompressorSettings()  # -30 dB threshold, ratio 5.
+  st = _settings().compression  # -30 dB threshold, ratio 5.
   x = jnp.full((SR,), 0.5, jnp.float32)  # -6.02 dB, a constant above the threshold.
   y = np.asarray(dynamics.compressor(x, st, SR))
   expected_db = -30 + (20 * np.log10(0.5) + 30) / 5
@@ -138,7 +138,7 @@ def test_compressor_settles_to_the_static_curve():
 
 
 def test_splice_out_removes_the_drawn_intervals_and_pads_with_zeros():
-  st = edit.SpliceSettings()
+  st = _settings().splice
   length = 30000
   x = jnp.asarray(1.0 + np.arange(length, dtype=np.float32) / length)  # Never zero.
   params = edit.sample_splice(jax.random.key(3), st, SR, length)

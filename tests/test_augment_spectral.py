@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ssc_jax import augment
+from configs import augment as augment_defaults
 from ssc_jax.augment import filters
 from ssc_jax.augment import pitch
 from ssc_jax.augment import severity
@@ -41,7 +41,7 @@ def _usable(f):
 
 @pytest.mark.parametrize("kind", filters.FILTER_KINDS)
 def test_filters_pass_and_stop_relative_to_the_drawn_cutoffs(kind):
-  st = severity.resolve(augment.default_config(), SR).filtering
+  st = severity.resolve(augment_defaults.defaults(), SR).filtering
   index = filters.FILTER_KINDS.index(kind)
   checked = {"pass": 0, "stop": 0}
   for seed in range(4):
@@ -78,7 +78,7 @@ def test_filter_response_closed_form():
 
 
 def test_filter_cutoffs_are_mel_uniform():
-  st = severity.resolve(augment.default_config(), SR).filtering
+  st = severity.resolve(augment_defaults.defaults(), SR).filtering
   keys = jax.random.split(jax.random.key(0), 4000)
   cut = np.asarray(jax.vmap(lambda k: filters.sample(k, st, 3).high_hz)(keys))
   mel = 2595 * np.log10(1 + cut / 700)

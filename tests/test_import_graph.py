@@ -3,7 +3,9 @@
 Every module under ssc_jax/ and data_pipelines/ is parsed with `ast` (nothing is imported),
 and each import, at the top or inside a function, is placed in its layer:
 
-  0 data_pipelines.*        TFDS builders and tf.data input (no JAX)
+  0 data_pipelines.*        TFDS builders and tf.data input (no JAX); configs.* (plain data,
+                            tests/test_configs.py checks they load no library), of which the
+                            library reads the augmentation defaults (configs.augment)
   1 the library             ssc_jax.{models, augment, losses, train, checkpoint, ...}
   2 ssc_jax.inference.*     loading encoders, chunking, embedding, the `Encoder` API
   3 ssc_jax.evaluation.*    probes, metrics, robustness, reports
@@ -20,11 +22,11 @@ import ast
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("ssc_jax", "data_pipelines")
+PACKAGES = ("ssc_jax", "data_pipelines", "configs")
 CLIS = frozenset({"ssc_jax.main", "ssc_jax.embed", "ssc_jax.report", "ssc_jax.convert"})
 LAYER_NAMES = ("data_pipelines", "library", "inference", "evaluation", "CLI")
-# Upward imports that another change removes, with that change; each must still exist (the
-# test fails once it is gone, so that its line here is deleted too).
+
+
 def _module_name(path: pathlib.Path) -> str:
   parts = path.relative_to(ROOT).with_suffix("").parts
   return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -46,7 +48,7 @@ def _layer(module: str, *, importer: bool = False) -> int | None:
   if module in CLIS:
     return 4
   for prefix, layer in (("ssc_jax.evaluation", 3), ("ssc_jax.inference", 2), ("ssc_jax", 1),
-                        ("data_pipelines", 0)):
+                        ("data_pipelines", 0), ("configs", 0)):
     if module == prefix or module.startswith(prefix + "."):
       return layer
   return None

@@ -1,18 +1,17 @@
 """On-device waveform augmentation: the SemiSupCon chain and the robustness corruptions.
 
 Everything is jit-able, vmapped over (item, view) with static shapes, and seeded by explicit
-PRNG keys. See docs/augmentation.md for the semantics, the DSP designs and the benchmark.
+PRNG keys. The `augment` config section (its defaults are plain data in configs/augment.py)
+says which transforms run; `registry.TABLE` lists them, one entry each. See
+docs/augmentation.md for the semantics, the DSP designs and the benchmark.
 
 Public API:
-  default_config()                       the `augment` config section.
   make_augment_fn(config, sample_rate)   fn(key, audio [B, N, T]) -> [B, N, T] for the train step.
   make_corruption_fn(names, severity, sample_rate, with_chain)   same, for robustness tests.
   robustness_levels(), single_corruption_levels(), tier2_levels(), make_level_fn(level, sr)
   TRANSFORM_NAMES, CHAIN_NAMES, CORRUPTION_NAMES
 """
 
-from ssc_jax.augment.config import BASE_CHAIN
-from ssc_jax.augment.config import default_config
 from ssc_jax.augment.pipeline import identity
 from ssc_jax.augment.pipeline import make_augment_fn
 from ssc_jax.augment.pipeline import make_corruption_fn
@@ -26,7 +25,7 @@ from ssc_jax.augment.robustness import single_corruption_levels
 from ssc_jax.augment.robustness import tier2_levels
 
 __all__ = [
-    "BASE_CHAIN", "CHAIN_NAMES", "CORRUPTION_NAMES", "RobustnessLevel", "TRANSFORM_NAMES",
-    "default_config", "identity", "make_augment_fn", "make_corruption_fn", "make_level_fn",
+    "CHAIN_NAMES", "CORRUPTION_NAMES", "RobustnessLevel", "TRANSFORM_NAMES", "identity",
+    "make_augment_fn", "make_corruption_fn", "make_level_fn",
     "robustness_levels", "single_corruption_levels", "tier2_levels",
 ]

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 _CPU_VIEWS_PER_GROUP = 8
+STRATEGIES = ("vmap", "groups", "branch")  # See the module docstring.
 
 BatchFn = Callable[[jax.Array, jax.Array], jax.Array]  # (key, audio [B, N, T]) -> same.
 
@@ -180,7 +181,7 @@ def batched(transforms: list[Transform], compose_p: float,
     batch, n_views, length = audio.shape
     how = strategy or ("vmap" if jax.default_backend() != "cpu" else
                        "branch" if jax.device_count() == 1 else "groups")
-    if how not in ("vmap", "groups", "branch"):
+    if how not in STRATEGIES:
       raise ValueError(f"unknown strategy {how!r}; use 'vmap', 'groups' or 'branch'.")
     keys = jax.random.split(key, batch)
     x = audio.astype(jnp.float32)

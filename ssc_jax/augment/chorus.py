@@ -21,11 +21,11 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class ChorusSettings:
   """pedalboard.Chorus parameters (the spec's rate 5 Hz, depth 1, mix 1; centre 7 ms)."""
-  p: float = 1.0
-  rate_hz: float = 5.0
-  depth: float = 1.0
-  centre_delay_ms: float = 7.0
-  mix: float = 1.0
+  p: float
+  rate_hz: float
+  depth: float
+  centre_delay_ms: float
+  mix: float
 
 
 def chorus(x: jax.Array, settings: ChorusSettings, sample_rate: int) -> jax.Array:

@@ -33,10 +33,10 @@ GRANULE = 576  # MDCT lines per frame (MP3 long blocks).
 @dataclasses.dataclass(frozen=True)
 class CodecSettings:
   """MP3-like degradation parameters."""
-  p: float = 1.0
-  lowpass_hz: float = 7000.0
-  band_snr_db: float = 9.0
-  band_floor_db: float = 35.0
+  p: float
+  lowpass_hz: float
+  band_snr_db: float
+  band_floor_db: float
 
 
 @functools.lru_cache(maxsize=None)

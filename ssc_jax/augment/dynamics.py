@@ -28,8 +28,8 @@ from ssc_jax.augment import dsp
 @dataclasses.dataclass(frozen=True)
 class DistortionSettings:
   """tanh drive in dB (the spec's 9 dB)."""
-  p: float = 1.0
-  drive_db: float = 9.0
+  p: float
+  drive_db: float
 
 
 def distortion(x: jax.Array, settings: DistortionSettings) -> jax.Array:
@@ -40,11 +40,11 @@ def distortion(x: jax.Array, settings: DistortionSettings) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class CompressorSettings:
   """Compressor parameters (the spec's threshold -30 dB, ratio 5; JUCE default times)."""
-  p: float = 1.0
-  threshold_db: float = -30.0
-  ratio: float = 5.0
-  attack_ms: float = 1.0
-  release_ms: float = 100.0
+  p: float
+  threshold_db: float
+  ratio: float
+  attack_ms: float
+  release_ms: float
 
 
 def _ballistic_coefficient(time_ms: float, sample_rate: int) -> float:
@@ -69,8 +69,8 @@ def compressor(x: jax.Array, settings: CompressorSettings, sample_rate: int) -> 
 @dataclasses.dataclass(frozen=True)
 class BitcrushSettings:
   """Quantiser resolution: a step of 2^-bits (pedalboard's bit_depth; the spec's 4)."""
-  p: float = 1.0
-  bits: int = 4
+  p: float
+  bits: int
 
 
 def bitcrush(x: jax.Array, settings: BitcrushSettings) -> jax.Array:

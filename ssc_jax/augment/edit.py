@@ -21,9 +21,9 @@ import numpy as np
 @dataclasses.dataclass(frozen=True)
 class SpliceSettings:
   """Splice-out parameters (torch-audiomentations SpliceOut defaults; p 1)."""
-  p: float = 1.0
-  num_intervals: int = 8
-  max_width_s: float = 0.1
+  p: float
+  num_intervals: int
+  max_width_s: float
   fade_s: float = 0.005
 
 
@@ -72,7 +72,7 @@ def splice_out(x: jax.Array, params: SpliceParams, fade_samples: int) -> jax.Arr
 @dataclasses.dataclass(frozen=True)
 class ReverseSettings:
   """Time reversal (p 1)."""
-  p: float = 1.0
+  p: float
 
 
 def reverse(x: jax.Array) -> jax.Array:

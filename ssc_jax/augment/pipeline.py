@@ -7,8 +7,8 @@ from typing import Sequence
 import jax
 import ml_collections
 
+from configs import augment as augment_defaults
 from ssc_jax.augment import chain
-from ssc_jax.augment import config as config_lib
 from ssc_jax.augment import registry
 from ssc_jax.augment import severity as severity_lib
 
@@ -24,10 +24,11 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   """Builds the jit-able augmentation the train step applies to every global batch.
 
   Args:
-    augment_config: an `augment` section (see `config.default_config`).
+    augment_config: an `augment` section (defaults: configs/augment.py).
     sample_rate: Hz of the audio.
-    strategy: execution strategy of `chain.batched`; None picks it from the backend at
-      trace time ("vmap" must be forced when compiling for a TPU from a CPU host).
+    strategy: execution strategy of `chain.batched`, overriding `augment_config.strategy`;
+      both unset picks it from the backend at trace time ("vmap" must be forced when
+      compiling for a TPU from a CPU host).
 
   Returns:
     fn(key, audio [B, N, T] float32) -> [B, N, T]: per item a Compose gate, per view the
@@ -40,6 +41,10 @@ def make_augment_fn(augment_config: ml_collections.ConfigDict,
   """
   names = tuple(augment_config.chain)
   registry.check_names(names)
+  strategy = strategy or augment_config.get("strategy") or None
+  if strategy not in (None,) + chain.STRATEGIES:
+    raise ValueError(f"augment config: unknown strategy {strategy!r}; use one of "
+                     f"{', '.join(chain.STRATEGIES)} or '' (by backend).")
   settings = severity_lib.resolve(augment_config, sample_rate)
   if settings.severity == 0 or not names or settings.compose_p <= 0.0:
     return identity
@@ -66,7 +71,7 @@ def make_corruption_fn(names: Sequence[str], severity: int, sample_rate: int,
     fn(key, audio [B, N, T]) -> [B, N, T]. For the protocol, pass one track per item and its
     chunks as views: the Compose gate is drawn per track, the parameters per chunk.
   """
-  cfg = config_lib.default_config()
-  cfg.chain = (config_lib.BASE_CHAIN if with_chain else ()) + tuple(names)
+  cfg = augment_defaults.defaults()
+  cfg.chain = (tuple(cfg.chain) if with_chain else ()) + tuple(names)
   cfg.severity = severity
   return make_augment_fn(cfg, sample_rate)

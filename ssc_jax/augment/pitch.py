@@ -49,8 +49,8 @@ class PitchShiftSettings:
   """
   p: float
   max_semitones: float
-  n_fft: int = 0
-  overlap: int = 2
+  n_fft: int
+  overlap: int
 
 
 class PitchShiftParams(NamedTuple):

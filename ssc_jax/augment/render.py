@@ -16,8 +16,8 @@ from typing import Sequence
 import jax
 import numpy as np
 
+from configs import augment as augment_defaults
 from data_pipelines import conventions
-from ssc_jax.augment import config as config_lib
 from ssc_jax.augment import pipeline
 from ssc_jax.augment import registry
 
@@ -61,12 +61,11 @@ def load_clip(path: str, sample_rate: int = SAMPLE_RATE,
 
 def forced_config(name: str, severity: int):
   """An `augment` config applying only `name`, always (compose and per-view p = 1)."""
-  c = config_lib.default_config()
+  c = augment_defaults.defaults()
   c.chain = (name,)
   c.severity = severity
   c.compose_p = 1.0
-  section = "filtering" if name in ("band_pass", "band_stop", "high_pass", "low_pass") else name
-  c[section].p = 1.0
+  c[registry.ENTRIES[name].section.name].p = 1.0
   return c
 
 

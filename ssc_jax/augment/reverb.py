@@ -34,11 +34,11 @@ _INPUT_GAIN = 0.015
 @dataclasses.dataclass(frozen=True)
 class ReverbSettings:
   """pedalboard.Reverb parameters (the spec's room_size 1, wet 1, dry 1; others default)."""
-  p: float = 1.0
-  room_size: float = 1.0
-  damping: float = 0.5
-  wet_level: float = 1.0
-  dry_level: float = 1.0
+  p: float
+  room_size: float
+  damping: float
+  wet_level: float
+  dry_level: float
   width: float = 1.0
 
 

@@ -25,9 +25,9 @@ from ssc_jax.augment import vocoder
 @dataclasses.dataclass(frozen=True)
 class TimeStretchSettings:
   """Time-stretch parameters: rate ~ U[min_rate, max_rate] per view (0.7-1.3, p 1)."""
-  p: float = 1.0
-  min_rate: float = 0.7
-  max_rate: float = 1.3
+  p: float
+  min_rate: float
+  max_rate: float
   n_fft: int = 0  # 0 = ~46 ms (1024 at 22.05 kHz).
 
 

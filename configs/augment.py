@@ -1,18 +1,21 @@
 """The `augment` config section: which transforms the train step applies, and how hard.
 
-Every field is overridable from the command line, e.g.
+Plain data, the one home of the augmentation defaults: `configs/common.py` puts `defaults()`
+under `config.augment`, and the library (`ssc_jax/augment/`, whose table of transforms is
+`registry.py`) reads every value from such a section. Every field is overridable from the
+command line, e.g.
   --config.augment.severity=3
   --config.augment.chain='("gain","pitch_shift","reverb")'
   --config.augment.pitch_shift.p=0.9
-Fields left at None take the value the spec's severity table (spec §5.2, `severity.py`)
-gives for `severity`; set them to override one parameter at any severity.
+Fields left at None take the value the spec's severity table (spec §5.2, the `severity_row`
+of each transform in ssc_jax/augment/registry.py) gives for `severity`; set them to override
+one parameter at any severity.
 """
-
-from __future__ import annotations
 
 import ml_collections
 from ml_collections import config_dict
 
+# The original's pretraining chain (spec §5.2).
 BASE_CHAIN = ("gain", "polarity_inversion", "colored_noise", "filtering", "pitch_shift", "delay")
 
 
@@ -20,7 +23,7 @@ def _section(**fields) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-def default_config() -> ml_collections.ConfigDict:
+def defaults() -> ml_collections.ConfigDict:
   """Returns the original's pretraining chain at severity 2, with every knob documented."""
   f = lambda: config_dict.placeholder(float)  # None = from the severity table.
   c = ml_collections.ConfigDict()
@@ -34,6 +37,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.severity = 2
   # Probability that an item (all its N views) goes through the chain; None = min(1, 0.8 s).
   c.compose_p = f()
+  # How the batch is computed (the draws are the same for all): "vmap" (one vectorised pass,
+  # what accelerators run), "branch" (expensive transforms only on their gated-on views, in
+  # branches: a single CPU device), "groups" (a loop over groups of views: several CPU
+  # devices); "" = by backend, in that order.
+  c.strategy = ""
 
   # --- The pretraining chain (spec §5.2); None = severity table. ---
   # Gain: p (min(0.7, 0.4 s)); dB drawn uniform in [min_db, max_db] ([-15 s, 5 s]).
