@@ -13,6 +13,7 @@ Running the same command again resumes from the newest checkpoint in DIR.
 import logging as pylogging
 import os
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -30,23 +31,35 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and exports.")
 flags.mark_flags_as_required(["config", "workdir"])
+# ml_collections 1.1 loads --config files with the deprecated `SourceFileLoader.load_module()`.
+warnings.filterwarnings("ignore", r"the load_module\(\) method is deprecated", DeprecationWarning,
+                        "importlib._bootstrap")
 
 
 class _ThirdPartyInfoFilter(pylogging.Filter):
   """Drops INFO chatter of libraries (Orbax, TensorFlow, TFDS) from the absl log; keeps their
-  warnings.
+  warnings, except deprecation notices about TFDS's own internals.
 
-  Also drops TFDS's own deprecation notice about `FeatureConnector.dtype`, which TFDS 4.9
-  raises from its internal partial decoding, not from our code.
+  TFDS 4.9 reads `FeatureConnector.dtype` in its partial decoding and calls
+  `tf.data.experimental.Counter` when asked for `tfds_id`s (`datasets.read_indexed`); TFDS
+  logs the first and TensorFlow the second ("From .../tensorflow_datasets/...: CounterV2 ...
+  is deprecated"). Neither names a call of ours, and no TFDS release avoids them.
   """
 
   _NOISY = (os.sep + "orbax" + os.sep, os.sep + "tensorflow" + os.sep,
             os.sep + "tensorflow_datasets" + os.sep)
+  _TFDS = os.sep + "tensorflow_datasets" + os.sep
 
   def filter(self, record: pylogging.LogRecord) -> bool:
     if not any(n in record.pathname for n in self._NOISY):
       return True
-    return record.levelno >= pylogging.WARNING and "dtype` is deprecated" not in str(record.msg)
+    if record.levelno < pylogging.WARNING:
+      return False
+    message = record.getMessage()
+    if "deprecated" not in message:
+      return True
+    call_site = message.split(": ", 1)[0] if message.startswith("From ") else record.pathname
+    return self._TFDS not in call_site
 
 
 def main(argv: list[str]) -> None:
