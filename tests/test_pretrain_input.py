@@ -4,6 +4,7 @@ A small TFDS builder defined here stores ramps: track k's sample i holds 1000·k
 value of a view tells which track and which sample position it came from.
 """
 
+import functools
 import logging
 import os
 
@@ -32,8 +33,10 @@ def ramp_code(split: str, k: int) -> int:
   return k + (0 if split == "train" else NUM_TRACKS)
 
 
-@pytest.fixture(scope="module")
-def ramp_cls():
+@functools.cache
+def _ramp_class() -> type:
+  # Defined once per process: TFDS registers a builder class by name when it is defined, and
+  # other test modules import the fixture below (each import is a fixture of its own).
   class RampMusic(tfds.core.GeneratorBasedBuilder):
     """Ramps with labels, for tests."""
     VERSION = tfds.core.Version("1.0.0")
@@ -60,6 +63,11 @@ def ramp_cls():
             "track_id": f"{split}-{k}", "label": code % 3,
             "tags": sorted({code % 4, (code + 1) % 4}), "code": float(code)}
   return RampMusic
+
+
+@pytest.fixture(scope="module")
+def ramp_cls():
+  return _ramp_class()
 
 
 @pytest.fixture(scope="module")
