@@ -1,6 +1,6 @@
 """Demo: SemiSupCon on the built-in synthetic music dataset, then linear probes.
 
-Pretrains a quarter-width SampleCNN for 180 steps of 16 clips (32 views of 2.7 s) of synthesised
+Pretrains a quarter-width SampleCNN for 200 steps of 16 clips (32 views of 2.7 s) of synthesised
 notes and chords. Half of each batch is labeled with two label sets at once, the instrument
 family and the register (low/middle/high), concatenated into one multi-hot vector with
 Dice-weighted positives (sharing one of the two labels weighs 0.5, both 1); the other half is
@@ -51,9 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # probes measure, and views that differ in pitch or spectral balance would teach the encoder
   # to ignore them.
   c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "delay")
-  c.train.total_steps = 180
+  c.train.total_steps = 200
   c.train.log_every_steps = 10
-  c.train.checkpoint_every_steps = 90
+  c.train.checkpoint_every_steps = 100
   c.evaluate.probe = True
   c.evaluate.probes = _probes("")
   if arg == "smoke":
