@@ -164,9 +164,6 @@ def load_task(config: ml_collections.ConfigDict) -> Task:
                  ("test", task.test_split))}
   num_outputs, kind, names = datasets.label_info(builder, task.label_key)
   rate = (builder.info.metadata or {}).get("sample_rate")
-  if config.prototypes.enabled and kind == metrics.REGRESSION:
-    raise ValueError(f"config.prototypes.enabled: task {task.name} is a regression task; "
-                     "prototypes need class labels.")
   return Task(name=task.name, dataset=task.dataset, label_key=task.label_key,
               train_split=task.train_split, validation_split=task.validation_split,
               test_split=task.test_split, data_dir=data_dir, kind=kind,
@@ -644,6 +641,9 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike, *,
   workdir = paths.resolve(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   task = load_task(config)
+  if config.prototypes.enabled and task.kind == metrics.REGRESSION:
+    raise ValueError(f"config.prototypes.enabled: task {task.name} is a regression task; "
+                     "prototypes need class labels.")
   mesh = parallel.make_mesh()
   t = time.perf_counter()
   embedder = _Embedder.prepare(config, task, mesh, memo)

@@ -48,8 +48,8 @@ from ssc_jax import paths
 from ssc_jax import train
 from ssc_jax.evaluation import features
 from ssc_jax.evaluation import head_training
-from ssc_jax.evaluation import key_score
 from ssc_jax.evaluation import metrics
+from ssc_jax.evaluation import probe
 from ssc_jax.evaluation import reports
 
 SOURCE = "trained from scratch (supervised end to end)"
@@ -127,7 +127,6 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   Returns:
     The results dict also written to `<workdir>/results.json`.
   """
-  from data_pipelines import datasets  # pylint: disable=g-import-not-at-top
   from data_pipelines import pretrain_input  # pylint: disable=g-import-not-at-top
   from data_pipelines import probe_input  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
@@ -136,17 +135,13 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   check_config(config)
   workdir = paths.resolve(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  task, data = config.task, config.data
-  data_dir = datasets.resolve_data_dir(data.get("data_dir"))
-  builder = datasets.get_builder(task.dataset, data_dir)
-  num_tracks = {name: datasets.split_num_examples(builder, split) for name, split in
-                (("train", task.train_split), ("validation", task.validation_split),
-                 ("test", task.test_split))}
-  num_outputs, kind, names = datasets.label_info(builder, task.label_key)
-  rate = int((builder.info.metadata or {}).get("sample_rate", data.sample_rate))
-  if rate != data.sample_rate:
-    raise ValueError(f"{task.dataset} is stored at {rate} Hz but config.data.sample_rate is "
-                     f"{data.sample_rate}.")
+  data = config.data
+  task = probe.load_task(config)
+  data_dir, num_tracks = task.data_dir, task.num_tracks
+  num_outputs, kind, names = task.num_outputs, task.kind, task.names
+  if task.sample_rate not in (None, data.sample_rate):
+    raise ValueError(f"{task.dataset} is stored at {task.sample_rate} Hz but "
+                     f"config.data.sample_rate is {data.sample_rate}.")
   eval_every = config.train.eval_every_steps or math.ceil(num_tracks["train"] / data.batch_size)
   host_input = pretrain_input.HostBatchIterator(probe_input.make_probe_train_dataset(
       task.dataset, task.train_split, data_dir, task.label_key,
@@ -251,9 +246,8 @@ def run(config: ml_collections.ConfigDict, workdir: paths.PathLike) -> dict[str,
   best_variables = model_variables(best_trained)
   test = embed(best_variables, task.test_split)
   scores = head_training.predict(head_cfg, best_trained["params"]["head"], test.track_h)
-  test_metrics = metrics.task_metrics(
-      kind, scores, test.labels, names,
-      key_names=kind == metrics.MULTICLASS and key_score.are_key_names(names))
+  test_metrics = metrics.task_metrics(kind, scores, test.labels, names,
+                                      key_names=task.key_names)
   logging.info("Test (%d tracks): %s", test.num_tracks, ", ".join(
       f"{k} {v:.4f}" for k, v in metrics.scalar_metrics(test_metrics).items()))
 
