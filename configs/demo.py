@@ -22,6 +22,11 @@ import ml_collections
 from configs import common
 from configs import probe
 
+# No pitch shift and no band filters: register, key and pitch classes are properties the probes
+# measure, and views that differ in pitch or spectral balance would teach the encoder to ignore
+# them.
+PITCH_PRESERVING_CHAIN = ("gain", "polarity_inversion", "colored_noise", "delay")
+
 # Label sets of synthetic_music probed after pretraining (configs/probe.py task synthetic_<name>).
 PROBED_LABELS = ("instrument", "register", "key", "pitch_classes")
 
@@ -47,10 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optimizer.learning_rate = 1e-3
   c.data.batch_size = 16
   c.data.labeled_share = 0.5
-  # No pitch shift and no band filters: register, key and pitch classes are properties the
-  # probes measure, and views that differ in pitch or spectral balance would teach the encoder
-  # to ignore them.
-  c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "delay")
+  c.augment.chain = PITCH_PRESERVING_CHAIN
   c.train.total_steps = 200
   c.train.log_every_steps = 10
   c.train.checkpoint_every_steps = 100

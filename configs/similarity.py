@@ -22,6 +22,7 @@ dataset (used by the tests). Unknown presets are refused.
 import ml_collections
 
 from configs import common
+from configs import demo
 
 PRESETS = ("key_threshold", "key_distance")
 
@@ -37,8 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.label_key = "key"
   c.data.batch_size = 32
   c.data.labeled_share = 0.5
-  # As configs/demo.py: no pitch shift and no band filters (they would hide the key).
-  c.augment.chain = ("gain", "polarity_inversion", "colored_noise", "delay")
+  c.augment.chain = demo.PITCH_PRESERVING_CHAIN  # Pitch shift and filters would hide the key.
   c.optimizer.learning_rate = 1e-3
   c.train.total_steps = 120
   c.train.log_every_steps = 10
