@@ -11,6 +11,8 @@ to these numbers, and a config may choose others.
   default chunk length for embeddings and the default shortest file a dataset keeps.
 * Label kinds: how a dataset's label feature is read. `MULTICLASS` one class per track
   (ClassLabel); `MULTILABEL` a multi-hot vector; `REGRESSION` real-valued targets.
+* Names of pitch classes and keys (class names of key and pitch-class labels), read by
+  `parse_pitch_class` and `parse_key` for the key score and the key/pitch-class similarities.
 """
 
 SAMPLE_RATE = 22050
@@ -18,3 +20,37 @@ VIEW_LENGTH = 59535  # int(2.7 s * 22050 Hz).
 
 MULTICLASS, MULTILABEL, REGRESSION = "multiclass", "multilabel", "regression"
 LABEL_KINDS = (MULTICLASS, MULTILABEL, REGRESSION)
+
+_NATURAL_PITCH_CLASSES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
+KEY_MODES = ("major", "minor")
+
+
+def parse_pitch_class(name: str) -> int:
+  """"C" -> 0, "C#" -> 1, "Db" -> 1, ..., "B" -> 11: a letter A-G and any number of '#'/'b'.
+
+  Raises:
+    ValueError: naming `name`, if it is not a pitch class.
+  """
+  name = str(name).strip()
+  if not name or name[0].lower() not in _NATURAL_PITCH_CLASSES or any(
+      c not in "#b" for c in name[1:]):
+    raise ValueError(f"{name!r} is not a pitch class (a letter A-G and optional '#' or 'b', "
+                     f"e.g. 'C#', 'Eb').")
+  return (_NATURAL_PITCH_CLASSES[name[0].lower()] + name.count("#") - name[1:].count("b")) % 12
+
+
+def parse_key(name: str) -> tuple[int, str]:
+  """"Db minor" -> (1, "minor"): tonic pitch class (C = 0) and mode ("major" or "minor",
+  case-insensitive in `name`).
+
+  Raises:
+    ValueError: naming `name`, if it is not "<tonic> <major|minor>".
+  """
+  parts = str(name).strip().split()
+  try:
+    if len(parts) != 2 or parts[1].lower() not in KEY_MODES:
+      raise ValueError
+    return parse_pitch_class(parts[0]), parts[1].lower()
+  except ValueError:
+    raise ValueError(f"cannot parse key {name!r}: {name!r} is not a key name ('<tonic> major' "
+                     "or '<tonic> minor', e.g. 'C# minor' or 'Db major').") from None

@@ -14,6 +14,8 @@ from absl import logging
 from etils import epath
 import ml_collections
 
+from data_pipelines import conventions
+
 from ssc_jax import losses
 from ssc_jax import models
 from ssc_jax import optim
@@ -206,7 +208,7 @@ def similarity(loss_config: ml_collections.ConfigDict,
 _SIMILARITY_LABELS = {
     "key_distance": ("multiclass", losses.parse_key,
                      "a key (one class per key, named like 'C major', 'Eb minor')"),
-    "pitch_class_overlap": ("multilabel", losses.parse_pitch_class,
+    "pitch_class_overlap": ("multilabel", conventions.parse_pitch_class,
                             "a pitch-class set (classes named 'C' ... 'B')"),
 }
 

@@ -52,12 +52,13 @@ masks come from index comparisons and per-block label matmuls.
 from __future__ import annotations
 
 import functools
-import re
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from data_pipelines import conventions
 
 PosThreshold = Union[int, str]
 Carry = TypeVar("Carry")
@@ -155,36 +156,14 @@ def regression_similarity(row_labels: jax.Array, col_labels: jax.Array, *,
   return jnp.exp(-jnp.maximum(squared_distance, 0.0) / (2.0 * sigma * sigma))
 
 
-_NATURAL_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_PITCH_CLASS_NAME = re.compile(r"([A-Ga-g])([#b]?)")
-_KEY_NAME = re.compile(r"([A-Ga-g][#b]?)\s+(major|minor)", re.IGNORECASE)
-
-
-def parse_pitch_class(name: str) -> int:
-  """'C' -> 0, 'C#' -> 1, 'Db' -> 1, ..., 'B' -> 11.
-
-  Raises:
-    ValueError: `name` is not a letter A-G with an optional '#' or 'b'.
-  """
-  match = _PITCH_CLASS_NAME.fullmatch(str(name).strip())
-  if not match:
-    raise ValueError(f"{name!r} is not a pitch class (a letter A-G and an optional '#' or "
-                     f"'b', e.g. 'C#', 'Eb').")
-  letter, accidental = match.groups()
-  return (_NATURAL_PITCH_CLASSES[letter.upper()] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
-
-
 def parse_key(name: str) -> tuple[int, bool]:
   """'C major' -> (0, False), 'Eb minor' -> (3, True): (tonic pitch class, is minor).
 
   Raises:
-    ValueError: `name` is not '<pitch class> major|minor'.
+    ValueError: `name` is not '<pitch class> major|minor' (`conventions.parse_key`).
   """
-  match = _KEY_NAME.fullmatch(str(name).strip())
-  if not match:
-    raise ValueError(f"{name!r} is not a key name ('<tonic> major' or '<tonic> minor', e.g. "
-                     f"'C# minor').")
-  return parse_pitch_class(match.group(1)), match.group(2).lower() == "minor"
+  tonic, mode = conventions.parse_key(name)
+  return tonic, mode == "minor"
 
 
 def key_distance(key_a: tuple[int, bool], key_b: tuple[int, bool]) -> int:

@@ -23,24 +23,10 @@ from collections.abc import Sequence
 
 import mir_eval
 
-_LETTERS = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-_MODES = ("major", "minor")
+from data_pipelines import conventions
+
 _MIR_EVAL_TONICS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
-
-
-def parse_key(name: str) -> tuple[int, str]:
-  """"Db minor" -> (1, "minor"): tonic pitch class (C = 0) and mode.
-
-  Raises:
-    ValueError: naming the key string, if it is not "<tonic> <major|minor>".
-  """
-  parts = str(name).strip().split()
-  if len(parts) != 2 or parts[1].lower() not in _MODES or not parts[0] or \
-      parts[0][0].lower() not in _LETTERS or any(c not in "#b" for c in parts[0][1:]):
-    raise ValueError(f"cannot parse key {name!r}; expected '<tonic> <major|minor>', e.g. "
-                     "'C# minor' or 'Db major'.")
-  tonic = _LETTERS[parts[0][0].lower()] + parts[0][1:].count("#") - parts[0][1:].count("b")
-  return tonic % 12, parts[1].lower()
+parse_key = conventions.parse_key  # "Db minor" -> (1, "minor").
 
 
 def weighted_score(reference: str, estimate: str, *,
