@@ -9,6 +9,10 @@ import ml_collections
 
 from configs import augment
 
+# Batches of probe training audio on which a random-init reference's BatchNorm statistics are
+# recalibrated (configs/probe.py `random_init`, the demo's comparison; docs/evaluation.md).
+REFERENCE_RECALIBRATION_BATCHES = 8
+
 
 def base_config() -> ml_collections.ConfigDict:
   """Returns the paper's main SemiSupCon setup on the built-in synthetic dataset."""
@@ -107,9 +111,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.evaluate.probe = False
   # Label set -> a configs/probe.py config (`pretrained` and `data.data_dir` are filled in).
   c.evaluate.probes = ml_collections.ConfigDict()
-  # The random-init reference: BatchNorm statistics recalibrated on this many batches of the
-  # probe's training audio (docs/evaluation.md; 0 would give a degenerate reference).
-  c.evaluate.reference_recalibrate_batchnorm_batches = 8
+  # The random-init reference's BatchNorm recalibration batches (0 would be degenerate).
+  c.evaluate.reference_recalibrate_batchnorm_batches = REFERENCE_RECALIBRATION_BATCHES
   return c
 
 

@@ -61,8 +61,6 @@ ALIASES = {"smoke": "synthetic_instrument", "giantsteps": "giantsteps_key",
            "nsynth_instr_family": "nsynth_instrument_family"}
 OPTIONS = ("linear", "mlp", "bias", "fresh_crops", "robustness", "prototypes", "marble",
            "standardize", "random_init", "smoke")
-# BatchNorm recalibration batches of the `random_init` option (docs/evaluation.md).
-REFERENCE_RECALIBRATION_BATCHES = 8
 MARBLE_LEARNING_RATES = (5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2)
 
 
@@ -89,7 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.pretrained = ""  # Pretraining workdir or exported encoder.msgpack (required).
   # True: probe `pretrained`'s architecture at a random initialisation (seeded by `seed`)
   # instead of its trained weights: the random-init reference (see probe.recalibrate_*).
-  c.random_init = "random_init" in options
+  c.random_init = False
   c.dtype = ""  # Encoder compute dtype ("float32", "bfloat16"); "" = the pretraining run's.
   c.name = ""  # Encoder name in reports; "" = the pretraining workdir's folder name.
   c.seed = 0  # Seeds the head init, epoch order, crops, corruptions and prototype draws.
@@ -128,13 +126,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.probe.reuse_head = True  # Reuse <workdir>/head.msgpack if present (skip training).
   # Per-dimension standardisation of the features, mean/std of the training split's cached
   # chunk embeddings, stored with the head and applied to everything it scores.
-  c.probe.standardize = "standardize" in options or "random_init" in options
+  c.probe.standardize = "standardize" in options
   # > 0: before probing, replace the encoder's BatchNorm running statistics by their average
   # over this many train-mode batches (data.batch_size random training crops each); parameters
   # unchanged. Needed for a random-init encoder, whose init-time statistics make every clip's
   # embedding nearly the same (docs/evaluation.md). 0 = off.
-  c.probe.recalibrate_batchnorm_batches = (REFERENCE_RECALIBRATION_BATCHES
-                                           if "random_init" in options else 0)
+  c.probe.recalibrate_batchnorm_batches = 0
 
   # --- Robustness sweep (spec §7.4). ---
   c.robustness = ml_collections.ConfigDict()
@@ -186,6 +183,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.robustness.levels = ("severity_0", "only_reverse")  # Cheap to compile on CPU.
     c.robustness.tracks_per_batch = 8
     c.prototypes.fractions = (0.5, 1.0)
-    c.probe.recalibrate_batchnorm_batches = min(c.probe.recalibrate_batchnorm_batches, 2)
     c.report.projection = "pca"
+  if "random_init" in options:
+    as_random_init_reference(c, batches=2 if "smoke" in options else
+                             common.REFERENCE_RECALIBRATION_BATCHES)
+  return c
+
+
+def as_random_init_reference(c: ml_collections.ConfigDict,
+                             batches: int) -> ml_collections.ConfigDict:
+  """Makes probe config `c` the random-init reference (the `random_init` option), in place.
+
+  The same architecture at a random initialisation (seeded by `seed`), its BatchNorm running
+  statistics recalibrated on `batches` batches of training audio, features standardised: an
+  init-time encoder in inference mode is degenerate otherwise (docs/evaluation.md).
+  """
+  c.random_init = True
+  c.probe.standardize = True
+  c.probe.recalibrate_batchnorm_batches = batches
   return c

@@ -214,6 +214,21 @@ def _shard_offset_table(builder: tfds.core.DatasetBuilder, split: str):
   return tf.lookup.StaticHashTable(init, default_value=-1)
 
 
+def without_autotune(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """`ds` with tf.data's autotuner off: every dataset the project iterates ends with this.
+
+  The autotuner's thread sleeps between optimisations in a timed wait whose period grows
+  towards a minute, and deleting the iterator does not always wake it (TensorFlow 2.21): the
+  deletion then blocks the caller until the wait ends, e.g. 23 and 41 s after the demo's
+  training. Without the autotuner there is no such thread, and `tf.data.AUTOTUNE`
+  parallelism is TF's fixed default; the pretraining input delivered the same views/s on 2
+  cores (bench/README.md, "Input teardown").
+  """
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
+
+
 def read_indexed(builder: tfds.core.DatasetBuilder, split: str, start: int, stop: int, *,
                  keys: Sequence[str], skip_decoding: Sequence[str] = (),
                  shuffle_seed: int | None = None):
@@ -298,7 +313,7 @@ def audio_lengths(builder: tfds.core.DatasetBuilder, split: str, start: int, sto
   lengths = np.full(stop - start, -1, np.int64)
   ds = read_indexed(builder, split, start, stop, keys=("audio",), skip_decoding=("audio",))
   ds = ds.map(lambda ex: (ex["index"], encoded_num_samples(ex["audio"])))
-  for index, length in ds.as_numpy_iterator():
+  for index, length in without_autotune(ds).as_numpy_iterator():
     lengths[index - start] = length
   if (lengths < 0).any():
     raise ValueError(f"Dataset '{builder.info.full_name}' split '{split}': could not read "

@@ -558,7 +558,7 @@ def _dataset_of_plan(plan: PretrainPlan, data_config: Any, seed: int, start_step
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_optimization.inject_prefetch = False
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  return datasets.without_autotune(ds.with_options(options).prefetch(tf.data.AUTOTUNE))
 
 
 def plan_validation_input(data_config: Any, *, labeled_split: str, unlabeled_split: str,

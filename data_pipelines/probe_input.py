@@ -130,7 +130,8 @@ def make_probe_train_dataset(name: str, split: str, data_dir: str | None, label_
 
   ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.shuffle(shuffle_buffer, seed=seed + process_index)
-  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+  return datasets.without_autotune(
+      ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
 def chunk_counts(lengths: np.ndarray, view_length: int, max_chunks: int) -> np.ndarray:
@@ -172,7 +173,7 @@ def split_labels(name: str, split: str, data_dir: str | None, label_key: str) ->
     ds = builder.as_dataset(split=split, shuffle_files=False,
                             read_config=tfds.ReadConfig(interleave_cycle_length=1),
                             decoders=tfds.decode.PartialDecoding({label_key: True}))
-    for i, y in enumerate(ds.map(labels_of).as_numpy_iterator()):
+    for i, y in enumerate(datasets.without_autotune(ds.map(labels_of)).as_numpy_iterator()):
       out[i] = y
   return out
 
@@ -242,5 +243,5 @@ def make_probe_eval_dataset(name: str, split: str, data_dir: str | None, label_k
   else:
     ds = padding
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ProbeEvalData(dataset=ds, num_tracks=num_tracks, num_batches=num_batches,
+  return ProbeEvalData(dataset=datasets.without_autotune(ds), num_tracks=num_tracks, num_batches=num_batches,
                        track_range=(start, stop), chunks_per_track=chunks)

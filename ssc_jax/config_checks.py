@@ -14,6 +14,7 @@ from absl import logging
 from etils import epath
 import ml_collections
 
+from configs import common
 from data_pipelines import conventions
 
 from ssc_jax import losses
@@ -250,6 +251,11 @@ def check_similarity_labels(config: ml_collections.ConfigDict,
 _RESUMABLE_PREFIXES = ("train.", "distributed.", "evaluate.", "data.data_dir",
                        "data.cache_megabytes", "augment.strategy")
 _ABSENT = "(absent)"
+# Math fields added after runs were saved. Their defaults reproduce what those runs computed
+# (the default label-overlap similarity ignores the other three), so a saved config without
+# them reads as holding the defaults.
+_ADDED_LATER = ("loss.similarity", "loss.regression_sigma", "loss.key_weights",
+                "loss.pitch_class_measure")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -272,7 +278,8 @@ def changed_fields(saved: dict[str, Any], config: ml_collections.ConfigDict
   Returns:
     Sorted (field, saved value, new value); values absent on one side are "(absent)".
   """
-  old = _flatten(saved)
+  defaults = _flatten(json.loads(common.base_config().to_json_best_effort()))
+  old = {**{k: defaults[k] for k in _ADDED_LATER}, **_flatten(saved)}
   new = _flatten(json.loads(config.to_json_best_effort()))
   return [(k, old.get(k, _ABSENT), new.get(k, _ABSENT)) for k in sorted(set(old) | set(new))
           if not k.startswith(_RESUMABLE_PREFIXES) and old.get(k, _ABSENT) != new.get(k, _ABSENT)]

@@ -43,7 +43,7 @@ def test_options():
   assert probe_config.get_config("gtzan,standardize").probe.standardize
   ref = probe_config.get_config("gtzan,random_init")
   assert ref.random_init and ref.probe.standardize
-  assert ref.probe.recalibrate_batchnorm_batches == probe_config.REFERENCE_RECALIBRATION_BATCHES
+  assert ref.probe.recalibrate_batchnorm_batches == 8  # The documented default.
   assert probe_config.get_config("smoke,random_init").probe.recalibrate_batchnorm_batches == 2
 
 

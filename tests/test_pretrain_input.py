@@ -134,6 +134,9 @@ def index_length(code_of, config, index):
 
 
 def test_batch_layout_and_labels(data_dir, code_of):
+  # No autotuner: deleting an iterator would wait out its thread's sleep (datasets docstring).
+  assert pretrain_input.make_pretrain_dataset(
+      make_config(data_dir), seed=0).options().autotune.enabled is False
   batches = take(make_config(data_dir), 6)
   for b in batches:
     assert b["audio"].dtype == np.float32 and b["audio"].shape == (8, N, T)

@@ -61,6 +61,7 @@ def test_eval_covers_every_track_exactly_once(data_dir, process_count):
   row_count = np.zeros(num_tracks)
   ranges = []
   for plan in plans:
+    assert plan.dataset.options().autotune.enabled is False  # See datasets.without_autotune.
     batches = list(plan.dataset.as_numpy_iterator())
     assert len(batches) == plan.num_batches
     ranges.append(plan.track_range)
@@ -126,6 +127,7 @@ def test_train_crops(data_dir):
     ds = probe_input.make_probe_train_dataset(
         "audio_folder/labeled", "train", data_dir, "label", batch_size=4, view_length=T,
         seed=seed, process_index=host, process_count=count, shuffle_buffer=8)
+    assert ds.options().autotune.enabled is False  # See datasets.without_autotune.
     return [b for _, b in zip(range(n), ds.as_numpy_iterator())]
 
   a, b, c = first_batches(0), first_batches(0), first_batches(1)

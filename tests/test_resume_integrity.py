@@ -112,3 +112,17 @@ def test_changed_fields_reports_added_and_removed_fields():
       ("loss.old_field", 3, "(absent)"), ("model.projection_dim", "(absent)", 128)]
   assert not config_checks.changed_fields(
       json.loads(config.to_json_best_effort()), demo.get_config("smoke"))
+
+
+def test_runs_saved_before_the_similarity_fields_resume_with_their_defaults():
+  # Runs saved before `loss.similarity` and its parameters existed computed label overlap.
+  saved = json.loads(demo.get_config("smoke").to_json_best_effort())
+  for field in ("similarity", "regression_sigma", "key_weights", "pitch_class_measure"):
+    del saved["loss"][field]
+  config = demo.get_config("smoke")
+  assert not config_checks.changed_fields(saved, config)
+  config.loss.similarity = "key_distance"
+  config.loss.key_weights = (1.0, 0.25, 0.0)
+  assert config_checks.changed_fields(saved, config) == [
+      ("loss.key_weights", [1.0, 0.5, 0.25], [1.0, 0.25, 0.0]),
+      ("loss.similarity", "label_overlap", "key_distance")]

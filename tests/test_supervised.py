@@ -83,6 +83,8 @@ def test_smoke_run_trains_end_to_end_and_reports_like_a_probe(tmp_path):
   assert saved["scores"].shape == (4, results["num_classes"])
   accuracy = np.mean(saved["scores"].argmax(1) == saved["targets"].argmax(1))
   assert results["test"]["accuracy"] == pytest.approx(accuracy)
+  report = open(os.path.join(workdir, "results.md")).read()
+  assert report.startswith(f"# Supervised baseline: {config.task.name} (")
 
   # The encoder was trained (differs from its initialisation) and is exported.
   exported = checkpoint.read_export(os.path.join(workdir, "encoder.msgpack"))

@@ -19,6 +19,7 @@ import jax
 from jax.experimental import multihost_utils
 import ml_collections
 
+from configs import probe as probe_configs
 from ssc_jax import paths
 from ssc_jax.evaluation import head_training
 from ssc_jax.evaluation import probe
@@ -46,9 +47,8 @@ def probe_config(config: ml_collections.ConfigDict, name: str, workdir: paths.Pa
   c.data.data_dir = c.data.data_dir or config.data.data_dir
   c.name = encoder
   if encoder == "random_init":
-    c.random_init = True
-    c.probe.standardize = True
-    c.probe.recalibrate_batchnorm_batches = config.evaluate.reference_recalibrate_batchnorm_batches
+    probe_configs.as_random_init_reference(
+        c, batches=config.evaluate.reference_recalibrate_batchnorm_batches)
   return c
 
 

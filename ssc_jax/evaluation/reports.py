@@ -107,8 +107,9 @@ def write_probe_report(workdir: paths.PathLike, results: dict[str, Any]) -> str:
   test = metric_rows(results["test"])
   paths.write_atomic(workdir / "results.csv", csv_text(["metric", "value"], test))
   t = results["training"]
+  title = "Supervised baseline" if results["protocol"] == "supervised" else "Probe"
   lines = [
-      f"# Probe: {results['task']} ({results['dataset']}, label `{results['label_key']}`)", "",
+      f"# {title}: {results['task']} ({results['dataset']}, label `{results['label_key']}`)", "",
       f"* encoder: `{results['encoder']['source']}` (name `{results['name']}`)",
       f"* task kind: {results['kind']}, K = {results['num_classes']}; tracks: "
       + ", ".join(f"{k} {v}" for k, v in results["num_tracks"].items()),
