@@ -37,3 +37,9 @@ def small_encoder():
   config.model.width = 0.125
   model = models.build_model(config.model)
   return config.model, model, test_inference.calibrated_variables(model)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+  """Runs the `slow` tests first, so that the 2 workers of `pytest -n 2` share them instead of
+  one worker finishing the longest ones alone at the end."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)

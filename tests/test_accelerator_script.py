@@ -5,9 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_accelerator_script_cpu_dry_run(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(PYTHON=sys.executable, OUT_DIR=str(tmp_path), TF_CPP_MIN_LOG_LEVEL="3")

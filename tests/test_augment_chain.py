@@ -138,6 +138,7 @@ def test_strategies_draw_the_same_augmentations():
   assert not np.allclose(outs["vmap"], x)
 
 
+@pytest.mark.slow
 def test_every_transform_agrees_between_the_accelerator_and_the_cpu_strategies():
   """Each transform of the table on silence and on harmonic tones, from one key, run by the
   accelerators' form ("vmap", one vectorised pass) and by both CPU forms ("branch": one CPU

@@ -21,6 +21,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 import soundfile as sf
 from orbax.checkpoint._src.serialization import tensorstore_utils
 import tensorflow as tf
@@ -51,6 +52,7 @@ def _smoke_config(data_dir: str, total_steps: int):
   return c
 
 
+@pytest.mark.slow
 def test_train_resume_export_probe_embed_on_ram_filesystem(tmp_path, monkeypatch):
   local_ckpt = tmp_path / "orbax"
 

@@ -40,6 +40,7 @@ def _metric_rows(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_train_export_probe_then_resume(tmp_path, data_dir):
   workdir = str(tmp_path / "run")
   main.run_job(_smoke_config(data_dir, 4, probe=True), workdir)  # Train, export, compare probes.

@@ -129,6 +129,7 @@ def test_sigterm_saves_the_step_reached_exits_0_and_resumes(tmp_path, data_dir, 
   _assert_same_params(tmp_path, reference)
 
 
+@pytest.mark.slow
 def test_two_processes_each_host_resumes_its_own_stream(tmp_path, data_dir):
   codes, _ = _run(tmp_path, data_dir, kill_at=6, sig="KILL", processes=2)
   assert codes == [-signal.SIGKILL] * 2

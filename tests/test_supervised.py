@@ -63,6 +63,7 @@ def test_train_step_loss_is_bce_of_the_linear_head_on_train_mode_embeddings(smal
   np.testing.assert_allclose(float(loss), bce, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_smoke_run_trains_end_to_end_and_reports_like_a_probe(tmp_path):
   config = supervised_config.get_config("smoke")
   config.data.data_dir = str(tmp_path / "data")

@@ -39,6 +39,7 @@ def test_step_changes_params_and_counts(one_device_result):
   assert metrics["sparsity_semisl"] >= rows * fx.VIEWS / rows**2 - 1e-7
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one_process(tmp_path, one_device_result):
   """Two local processes (jax.distributed on 127.0.0.1, 2 devices each) do the same step."""
   port, out = processes.free_port(), str(tmp_path / "two_process.npz")

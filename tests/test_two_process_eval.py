@@ -36,6 +36,7 @@ def probe_config(export: str, data_dir: str):
   return config
 
 
+@pytest.mark.slow
 def test_two_processes_evaluate_like_one(tmp_path, small_encoder):
   model_config, _, variables = small_encoder
   export = str(tmp_path / "encoder.msgpack")
