@@ -242,6 +242,7 @@ def make_probe_eval_dataset(name: str, split: str, data_dir: str | None, label_k
     ds = ds.enumerate().flat_map(to_rows).concatenate(padding)
   else:
     ds = padding
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ProbeEvalData(dataset=datasets.without_autotune(ds), num_tracks=num_tracks, num_batches=num_batches,
+  ds = datasets.without_autotune(
+      ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+  return ProbeEvalData(dataset=ds, num_tracks=num_tracks, num_batches=num_batches,
                        track_range=(start, stop), chunks_per_track=chunks)
