@@ -40,16 +40,26 @@ def test_step_changes_params_and_counts(one_device_result):
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_process(tmp_path, one_device_result):
-  """Two local processes (jax.distributed on 127.0.0.1, 2 devices each) do the same step."""
+def test_two_processes_equal_one_process(tmp_path, one_device_result, small_encoder):
+  """Two local processes (jax.distributed on 127.0.0.1, 2 devices each) do the same step, and
+  validate the audio-calibrated model (conftest) like one device, each host feeding its share
+  of the batches."""
   port, out = processes.free_port(), str(tmp_path / "two_process.npz")
   processes.run_workers("two_process_worker.py", [[str(i), str(port), out] for i in range(2)],
                         timeout=300)
   got = dict(np.load(out))
+  val = {k.removeprefix("val/"): float(got.pop(k)) for k in list(got) if k.startswith("val/")}
   grads, state, metrics = one_device_result
   expected = fx.flatten((grads, state.batch_stats, metrics))
   assert got.keys() == expected.keys()
   fx.assert_same_step(_unflatten_like(got, one_device_result), one_device_result)
+  model_config, _, calibrated = small_encoder
+  assert model_config.to_dict() == fx.tiny_config().model.to_dict()
+  expected_val = fx.validate(parallel.make_mesh(jax.devices()[:1]), calibrated,
+                             [fx.fixed_batch(0), fx.fixed_batch(1)])
+  assert val.keys() == expected_val.keys() == {"val_loss", "val_ssl_loss", "val_sl_loss"}
+  for k, v in expected_val.items():
+    np.testing.assert_allclose(val[k], v, rtol=2e-5, err_msg=k)
 
 
 def _unflatten_like(flat: dict[str, np.ndarray], like):

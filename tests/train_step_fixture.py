@@ -5,6 +5,7 @@ import numpy as np
 import optax
 
 from configs import common
+from ssc_jax import augment
 from ssc_jax import models
 from ssc_jax import parallel
 from ssc_jax import train
@@ -59,6 +60,30 @@ def run_one_step(mesh, host_batch, config=None, tx=None):
   state = jax.device_get(state)
   grads = jax.tree.map(lambda p0, p1: p0 - p1, params0, state.params)
   return grads, state, jax.device_get(metrics)
+
+
+def validate(mesh, variables, host_batches) -> dict[str, float]:
+  """`train.evaluate_validation` of the tiny model with `variables` on `host_batches`.
+
+  A gain + polarity chain at severity 2 (so the per-item augmentation keys matter) and key 7.
+
+  Args:
+    mesh: the device mesh.
+    variables: host {'params', 'batch_stats'} of the tiny model.
+    host_batches: this host's share of each global batch (`fixed_batch` rows).
+
+  Returns:
+    {'val_loss', 'val_ssl_loss', 'val_sl_loss'}.
+  """
+  config = tiny_config()
+  config.augment.severity = 2
+  config.augment.chain = ("gain", "polarity_inversion")
+  model = models.build_model(config.model)
+  augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
+  eval_step = train.make_eval_step(config, model, augment_fn, mesh)
+  replicated = jax.device_put(variables, parallel.replicated(mesh))
+  return train.evaluate_validation(eval_step, replicated, host_batches, mesh, jax.random.key(7),
+                                   {"loss", "ssl_loss", "sl_loss"})
 
 
 def flatten(tree) -> dict[str, np.ndarray]:
