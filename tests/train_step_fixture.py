@@ -62,10 +62,21 @@ def run_one_step(mesh, host_batch, config=None, tx=None):
   return grads, state, jax.device_get(metrics)
 
 
-def validate(mesh, variables, host_batches) -> dict[str, float]:
-  """`train.evaluate_validation` of the tiny model with `variables` on `host_batches`.
+VALIDATION_KEY = 7
 
-  A gain + polarity chain at severity 2 (so the per-item augmentation keys matter) and key 7.
+
+def validation_config():
+  """`tiny_config()` with a gain + polarity chain at severity 2, so that the validation's
+  per-batch augmentation keys matter."""
+  c = tiny_config()
+  c.augment.severity = 2
+  c.augment.chain = ("gain", "polarity_inversion")
+  return c
+
+
+def validate(mesh, variables, host_batches) -> dict[str, float]:
+  """`train.evaluate_validation` of the tiny model with `variables` on `host_batches`, with
+  `validation_config()`'s augmentation and key VALIDATION_KEY.
 
   Args:
     mesh: the device mesh.
@@ -75,14 +86,13 @@ def validate(mesh, variables, host_batches) -> dict[str, float]:
   Returns:
     {'val_loss', 'val_ssl_loss', 'val_sl_loss'}.
   """
-  config = tiny_config()
-  config.augment.severity = 2
-  config.augment.chain = ("gain", "polarity_inversion")
+  config = validation_config()
   model = models.build_model(config.model)
   augment_fn = augment.make_augment_fn(config.augment, config.data.sample_rate)
   eval_step = train.make_eval_step(config, model, augment_fn, mesh)
   replicated = jax.device_put(variables, parallel.replicated(mesh))
-  return train.evaluate_validation(eval_step, replicated, host_batches, mesh, jax.random.key(7),
+  return train.evaluate_validation(eval_step, replicated, host_batches, mesh,
+                                   jax.random.key(VALIDATION_KEY),
                                    {"loss", "ssl_loss", "sl_loss"})
 
 
